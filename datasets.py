@@ -1,0 +1,337 @@
+"""Crowd-flow data: file loaders, time stamps, ST-ResNet samples, external features, scaling, and
+the input pipeline.
+
+The frames of a data set are held once, channels-last, on the original scale: (n, H, W, 2). A
+sample is a row of index arrays into them (target, closeness, period, trend positions), so a
+TaxiBJ-sized series never materialises its windows; the input pipeline gathers and scales each
+batch. Time stamps are turned into integer slot numbers (day number * T + slot - 1) so that every
+dependency is looked up by time, not by array position, and gaps in the data are handled exactly.
+"""
+import os
+
+import h5py
+import numpy as np
+
+import synthetic_city
+
+BIKENYC_FILE = os.path.join("BikeNYC", "NYC14_M16x8_T60_NewEnd.h5")
+TAXIBJ_FILES = [os.path.join("TaxiBJ", f"BJ{y}_M32x32_T30_InOut.h5") for y in (13, 14, 15, 16)]
+TAXIBJ_METEOROLOGY = os.path.join("TaxiBJ", "BJ_Meteorology.h5")
+TAXIBJ_HOLIDAY = os.path.join("TaxiBJ", "BJ_Holiday.txt")
+SYNTHETIC_FILE = os.path.join("Synthetic", "SYN_M16x8_T60_OutIn.h5")
+SYNTHETIC_HOLIDAY = os.path.join("Synthetic", "SYN_Holiday.txt")
+
+
+class DataError(ValueError):
+    """A problem with the user's data files or with what the settings ask of them."""
+
+
+# ---- time stamps ---------------------------------------------------------------------------------
+
+def parse_days(dates):
+    """'YYYYMMDD...' strings or bytes -> day numbers since 1970-01-01 (int64)."""
+    text = np.char.decode(dates, "ascii") if np.asarray(dates).dtype.kind == "S" else dates
+    text = np.asarray(text, dtype="U")
+    iso = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in text]
+    try:
+        return np.array(iso, dtype="datetime64[D]").astype(np.int64)
+    except ValueError as err:
+        raise DataError(f"dates must start with a valid YYYYMMDD; {err}") from None
+
+
+def parse_timestamps(dates, T, source="data"):
+    """'YYYYMMDDSS' (slot SS in 1..T) -> slot numbers day * T + SS - 1 (int64)."""
+    text = np.asarray(np.char.decode(dates, "ascii") if np.asarray(dates).dtype.kind == "S"
+                      else dates, dtype="U")
+    bad = [d for d in text if len(d) != 10 or not d.isdigit()]
+    if bad:
+        raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot 01..{T}, "
+                        f"found {bad[0]!r}")
+    slot = np.array([int(d[8:]) for d in text], dtype=np.int64)
+    if len(slot) and (slot.min() < 1 or slot.max() > T):
+        wrong = text[(slot < 1) | (slot > T)][0]
+        raise DataError(f"{source}: slot numbers must lie in 01..{T} (T = {T} slots a day), "
+                        f"found {wrong!r}; is T right for this data set?")
+    return parse_days(text) * T + slot - 1
+
+
+def format_timestamps(slot_ids, T):
+    """Slot numbers -> 'YYYYMMDDSS' strings (the files' format)."""
+    days = (np.asarray(slot_ids) // T).astype("datetime64[D]")
+    ymd = np.char.replace(days.astype("U10"), "-", "")
+    slots = np.char.zfill((np.asarray(slot_ids) % T + 1).astype("U2"), 2)
+    return np.char.add(ymd, slots)
+
+
+def weekday(slot_ids, T):
+    """Monday = 0 .. Sunday = 6 (1970-01-01 was a Thursday)."""
+    return (np.asarray(slot_ids) // T + 3) % 7
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+def require_file(path, where_from):
+    if not os.path.isfile(path):
+        raise DataError(f"data file not found: {path}\n{where_from}")
+
+
+def load_flow_file(path):
+    """An HDF5 flow file (keys 'data' (n, 2, H, W) and 'date') -> ((n, H, W, 2) float32, dates)."""
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("data", "date") if k not in f]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {missing}; a flow file holds 'data' "
+                                f"(n, 2, H, W) and 'date' (n,) strings YYYYMMDD + slot")
+            data, dates = f["data"][()], f["date"][()]
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    if data.ndim != 4 or len(data) != len(dates):
+        raise DataError(f"{path}: 'data' must be (n, flows, H, W) with one 'date' per slot, got "
+                        f"data {data.shape} and {len(dates)} dates")
+    return np.ascontiguousarray(np.moveaxis(data, 1, -1), dtype=np.float32), dates
+
+
+def load_holidays(path):
+    """A holiday list (one YYYYMMDD a line, any line endings) -> set of day numbers."""
+    with open(path) as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return set(parse_days(lines).tolist())
+
+
+def load_meteorology(path, T):
+    """BJ_Meteorology.h5 -> (slot ids, (n, 19) features [weather one-hot 17, wind, temperature])."""
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("date", "Weather", "Temperature", "WindSpeed") if k not in f]
+        if missing:
+            raise DataError(f"{path}: missing key(s) {missing}")
+        slots = parse_timestamps(f["date"][()], T, source=path)
+        weather = np.asarray(f["Weather"][()], dtype=np.float32)
+        wind = np.asarray(f["WindSpeed"][()], dtype=np.float32).reshape(-1, 1)
+        temperature = np.asarray(f["Temperature"][()], dtype=np.float32).reshape(-1, 1)
+    # The official code's order: weather, wind speed, temperature.
+    return slots, np.hstack([weather, wind, temperature])
+
+
+def complete_days_mask(slot_ids, T):
+    """True for the slots of days that have all T slots (the official TaxiBJ pipeline keeps only
+    those)."""
+    days = slot_ids // T
+    unique_days, inverse, counts = np.unique(days, return_inverse=True, return_counts=True)
+    return counts[inverse] == T
+
+
+# ---- samples -------------------------------------------------------------------------------------
+
+def build_index(slot_ids, T, len_closeness, len_period, len_trend):
+    """Positions of every valid sample's target and dependency frames.
+
+    A slot t is a target when all of t-1..t-lc, t-T..t-lp*T and t-7T..t-lq*7T exist. Dependencies are
+    ordered nearest first (t-1, t-2, ...), as in the official code. Returns a dict of int arrays:
+    target (n,), closeness (n, lc), period (n, lp), trend (n, lq).
+    """
+    slot_ids = np.asarray(slot_ids, dtype=np.int64)
+    offsets = {"closeness": np.arange(1, len_closeness + 1),
+               "period": T * np.arange(1, len_period + 1),
+               "trend": 7 * T * np.arange(1, len_trend + 1)}
+    lookup = np.full(slot_ids.max() - slot_ids.min() + 1, -1, dtype=np.int64)
+    lookup[slot_ids - slot_ids.min()] = np.arange(len(slot_ids))
+
+    def position(slots):  # slot numbers -> frame positions, -1 where the slot is missing
+        rel = slots - slot_ids.min()
+        pos = np.full(rel.shape, -1, dtype=np.int64)
+        inside = rel >= 0
+        pos[inside] = lookup[rel[inside]]
+        return pos
+
+    deps = {name: position(slot_ids[:, None] - off[None, :]) for name, off in offsets.items()}
+    valid = np.all([np.all(d >= 0, axis=1) for d in deps.values()], axis=0)
+    index = {"target": np.flatnonzero(valid)}
+    index.update({name: d[valid] for name, d in deps.items()})
+    return index
+
+
+def metadata_features(slot_ids, T):
+    """Day-of-week one-hot (7, Monday first) + weekday flag (1 Mon-Fri, 0 weekend) -> (n, 8)."""
+    wd = weekday(slot_ids, T)
+    return np.hstack([np.eye(7, dtype=np.float32)[wd], (wd < 5).astype(np.float32)[:, None]])
+
+
+def holiday_features(slot_ids, T, holidays):
+    """1 where the slot's date is in the holiday list -> (n, 1)."""
+    return np.isin(np.asarray(slot_ids) // T, list(holidays)).astype(np.float32)[:, None]
+
+
+def meteorology_rows(target_slots, meteo_slots, source):
+    """Rows of the meteorology table at slot t-1 of each target (the target's own weather is not
+    known at prediction time)."""
+    order = np.argsort(meteo_slots)
+    wanted = np.asarray(target_slots) - 1
+    pos = np.clip(np.searchsorted(meteo_slots, wanted, sorter=order), 0, len(order) - 1)
+    rows = order[pos]
+    missing = meteo_slots[rows] != wanted
+    if missing.any():
+        raise DataError(f"{source} has no entry for {missing.sum()} slot(s) needed as t-1 of a "
+                        f"target, e.g. slot number {wanted[missing][0]}")
+    return rows
+
+
+class MinMaxScaler:
+    """Min-max scaling to [-1, 1] with one global min and max (the paper's normalisation)."""
+
+    def __init__(self, min_=None, max_=None):
+        self.min, self.max = min_, max_
+
+    def fit(self, x):
+        self.min, self.max = float(np.min(x)), float(np.max(x))
+        if self.max <= self.min:
+            raise DataError(f"cannot scale: the training frames are constant ({self.min})")
+        return self
+
+    def transform(self, x):
+        return 2.0 * (x - self.min) / (self.max - self.min) - 1.0
+
+    def inverse_transform(self, x):
+        return (x + 1.0) / 2.0 * (self.max - self.min) + self.min
+
+    def to_dict(self):
+        return {"min": self.min, "max": self.max}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["min"], d["max"])
+
+
+# ---- data sets -----------------------------------------------------------------------------------
+
+class FlowDataset:
+    """A data set ready for ST-ResNet: raw frames, the sample index, external features, the split
+    and the scaler fitted on the frames before the first test target.
+
+    Attributes: frames (n, H, W, F) original scale; slot_ids (n,); T; index (dict of int arrays,
+    see build_index); external (n_samples, ext) float32; n_test; scaler.
+    """
+
+    def __init__(self, frames, slot_ids, T, index, external, n_test, name):
+        self.frames, self.slot_ids, self.T, self.index = frames, slot_ids, T, index
+        self.external, self.n_test, self.name = external, n_test, name
+        self.n_samples = len(index["target"])
+        self.n_train = self.n_samples - n_test
+        # Frames the model may learn from: everything before the first test target.
+        self.first_test_frame = int(index["target"][self.n_train])
+        self.scaler = MinMaxScaler().fit(frames[:self.first_test_frame])
+
+    @property
+    def target_slots(self):
+        return self.slot_ids[self.index["target"]]
+
+    def targets(self, rows):
+        """Raw target frames of the given sample rows, (len(rows), H, W, F)."""
+        return self.frames[self.index["target"][rows]]
+
+
+def load_series(name, data_dir):
+    """Frames, slot ids, T and the side files of a named data set, validated."""
+    if name == "bikenyc":
+        path = os.path.join(data_dir, BIKENYC_FILE)
+        require_file(path, "Get NYC14_M16x8_T60_NewEnd.h5 as data/README.md describes and put it "
+                           "there, or point --data_dir at the folder that holds BikeNYC/.")
+        frames, dates = load_flow_file(path)
+        return frames, parse_timestamps(dates, 24, source=path), 24, None, None
+    if name == "synthetic":
+        path = os.path.join(data_dir, SYNTHETIC_FILE)
+        holiday_path = os.path.join(data_dir, SYNTHETIC_HOLIDAY)
+        if not os.path.isfile(path):
+            synthetic_city.write(path, holiday_path)
+        frames, dates = load_flow_file(path)
+        return frames, parse_timestamps(dates, 24, source=path), 24, holiday_path, None
+    if name == "taxibj":
+        paths = [os.path.join(data_dir, p) for p in TAXIBJ_FILES]
+        for path in paths:
+            require_file(path, "Get the TaxiBJ release as data/README.md describes and put its "
+                               "files in <data_dir>/TaxiBJ/.")
+        all_frames, all_slots = [], []
+        for path in paths:
+            frames, dates = load_flow_file(path)
+            slots = parse_timestamps(dates, 48, source=path)
+            keep = complete_days_mask(slots, 48)  # the official pipeline drops incomplete days
+            all_frames.append(frames[keep])
+            all_slots.append(slots[keep])
+        return (np.concatenate(all_frames), np.concatenate(all_slots), 48,
+                os.path.join(data_dir, TAXIBJ_HOLIDAY), os.path.join(data_dir, TAXIBJ_METEOROLOGY))
+    raise DataError(f"unknown dataset {name!r}; expected one of synthetic, bikenyc, taxibj")
+
+
+def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
+                 use_meta=True, use_holiday=False, use_meteorology=False):
+    """Load a named data set and build its samples, external features and split."""
+    frames, slot_ids, T, holiday_path, meteo_path = load_series(name, data_dir)
+    order = np.argsort(slot_ids, kind="stable")
+    frames, slot_ids = frames[order], slot_ids[order]
+    if len(np.unique(slot_ids)) != len(slot_ids):
+        dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], T)
+        raise DataError(f"{name}: duplicate time stamps, e.g. {list(dup)}")
+
+    index = build_index(slot_ids, T, len_closeness, len_period, len_trend)
+    n_test = days_test * T
+    n_samples = len(index["target"])
+    if n_samples < n_test + 2:
+        raise DataError(f"{name}: only {n_samples} samples have all their closeness/period/trend "
+                        f"frames (lengths {len_closeness}/{len_period}/{len_trend}), but the test "
+                        f"period alone needs {n_test} (days_test={days_test} x {T}) and training "
+                        f"at least 2 more; shorten days_test or the window lengths")
+    target_slots = slot_ids[index["target"]]
+    parts = []
+    if use_meta:
+        parts.append(metadata_features(target_slots, T))
+    if use_holiday:
+        if holiday_path is None:
+            raise DataError(f"{name} has no holiday list; set use_holiday=False")
+        require_file(holiday_path, "The holiday list is one YYYYMMDD per line (see data/README.md).")
+        parts.append(holiday_features(target_slots, T, load_holidays(holiday_path)))
+    if use_meteorology:
+        if meteo_path is None:
+            raise DataError(f"{name} has no meteorology file; set use_meteorology=False")
+        require_file(meteo_path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
+        meteo_slots, table = load_meteorology(meteo_path, T)
+        meteo = table[meteorology_rows(target_slots, meteo_slots, meteo_path)]
+        # Wind and temperature to [0, 1], fitted on the training samples only.
+        fit = meteo[:n_samples - n_test, -2:]
+        lo, span = fit.min(axis=0), np.maximum(fit.max(axis=0) - fit.min(axis=0), 1e-12)
+        meteo[:, -2:] = (meteo[:, -2:] - lo) / span
+        parts.append(meteo)
+    external = (np.hstack(parts) if parts else np.zeros((n_samples, 0))).astype(np.float32)
+    return FlowDataset(frames, slot_ids, T, index, external, n_test, name)
+
+
+# ---- input pipeline (the one place that uses tf.data) ----------------------------------------------
+
+def make_tf_dataset(ds, rows, batch_size, shuffle=False, seed=None):
+    """tf.data pipeline over sample rows: gathers each batch's frames from the one frame array,
+    scales them to [-1, 1] and yields ({closeness, period, trend, external}, target)."""
+    import tensorflow as tf
+
+    frames = tf.constant(ds.frames)  # (n, H, W, F), original scale
+    scale = 2.0 / (ds.scaler.max - ds.scaler.min)
+    shift = -1.0 - ds.scaler.min * scale
+    branches = [k for k in ("closeness", "period", "trend") if ds.index[k].shape[1]]
+    table = {k: tf.constant(ds.index[k]) for k in ["target"] + branches}
+    external = tf.constant(ds.external)
+    h, w, f = ds.frames.shape[1:]
+
+    def gather(batch_rows):
+        inputs = {}
+        for k in branches:
+            x = tf.gather(frames, tf.gather(table[k], batch_rows))   # (B, len, H, W, F)
+            x = tf.transpose(x, [0, 2, 3, 1, 4])                     # (B, H, W, len, F)
+            inputs[k] = tf.reshape(x, [-1, h, w, f * ds.index[k].shape[1]]) * scale + shift
+        if ds.external.shape[1]:
+            inputs["external"] = tf.gather(external, batch_rows)
+        y = tf.gather(frames, tf.gather(table["target"], batch_rows)) * scale + shift
+        return inputs, y
+
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
+    if shuffle:
+        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)

@@ -1,0 +1,287 @@
+"""One ST-ResNet run: load data, build, train (the paper's two stages), evaluate against the
+baselines, plot and save everything in a new run folder.
+
+    python main.py                                  # built-in synthetic city, a few minutes on CPU
+    python main.py --dataset=bikenyc                # the paper's BikeNYC setting
+    python main.py --dataset=taxibj --batch_norm=True
+Any global of params.py can be overridden as --key=value.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ info and warnings
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import ast  # noqa: E402
+import csv  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import datasets  # noqa: E402
+import evaluation  # noqa: E402
+import params  # noqa: E402
+
+# The paper's rows (RMSE) to print beside a run; BikeNYC's are in the paper's convention.
+PAPER_ROWS = {
+    "bikenyc": [("ARIMA", 10.07), ("SARIMA", 10.56), ("VAR", 9.92), ("DeepST-CPTM", 7.43),
+                ("ST-ResNet (L=4)", 6.33)],
+    "taxibj": [("HA", 57.69), ("ARIMA", 22.78), ("DeepST", 18.18), ("ST-ResNet L12-E", 16.89),
+               ("ST-ResNet L12-E-BN", 16.69)],
+}
+FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow", "outflow"),
+              "synthetic": ("outflow", "inflow")}
+
+
+class ConfigError(ValueError):
+    """A bad command-line override or an impossible combination of params."""
+
+
+# ---- configuration -------------------------------------------------------------------------------
+
+def settable_params():
+    return {k: v for k, v in vars(params).items()
+            if not k.startswith("_") and k.islower() and not callable(v)
+            and not isinstance(v, type(params))}
+
+
+def expected_type(key):
+    """The type a param takes: its default's, or for None the type of its per-dataset defaults."""
+    default = getattr(params, key)
+    if default is not None:
+        return type(default)
+    return type(params.DATASET_DEFAULTS["bikenyc"][key])
+
+
+def apply_overrides(argv):
+    """Set params from --key=value arguments, checking each key and the value's type."""
+    known = settable_params()
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"arguments must look like --key=value, got {arg!r}")
+        key, text = arg[2:].split("=", 1)
+        if key not in known:
+            raise ConfigError(f"unknown param {key!r}; known params: {', '.join(sorted(known))}")
+        want = expected_type(key)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word is a string
+        if want is float and type(value) is int:
+            value = float(value)
+        if type(value) is not want and not (value is None and getattr(params, key) is None):
+            raise ConfigError(f"--{key} takes a {want.__name__}, got {text!r}")
+        setattr(params, key, value)
+
+
+def resolve_config():
+    """All params as a dict, None replaced by the chosen data set's default, then validated."""
+    cfg = settable_params()
+    if cfg["dataset"] not in params.DATASET_DEFAULTS:
+        raise ConfigError(f"dataset must be one of {sorted(params.DATASET_DEFAULTS)}, "
+                          f"got {cfg['dataset']!r}")
+    defaults = params.DATASET_DEFAULTS[cfg["dataset"]]
+    cfg["T"] = defaults["T"]
+    for key, value in cfg.items():
+        if value is None:
+            cfg[key] = defaults[key]
+    lengths = [cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]]
+    for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont"):
+        if cfg[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
+    for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    if not any(lengths):
+        raise ConfigError("len_closeness, len_period and len_trend are all 0: switch on at least "
+                          "one branch")
+    if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
+        raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
+    return cfg
+
+
+# ---- output folder -------------------------------------------------------------------------------
+
+def new_run_dir(out_dir, dataset):
+    """Create out_dir/<dataset>-<time>[-k], a folder no earlier run has used."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create out_dir {out_dir!r}: {err}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"out_dir {out_dir!r} is not writable; choose another with --out_dir=")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 1000):
+        path = os.path.join(out_dir, f"{dataset}-{stamp}" + (f"-{k}" if k > 1 else ""))
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"could not find a free run folder name in {out_dir!r}")
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def write_history(path, history):
+    keys = list(history)
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch"] + keys)
+        for i in range(len(history["stage"])):
+            w.writerow([i + 1] + [history[k][i] for k in keys])
+    os.replace(path + ".tmp", path)
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+def build_and_compile(cfg, ds):
+    import keras
+    import st_resnet
+    model = st_resnet.build_model(
+        map_height=ds.frames.shape[1], map_width=ds.frames.shape[2], nb_flow=ds.frames.shape[3],
+        len_closeness=cfg["len_closeness"], len_period=cfg["len_period"],
+        len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
+        nb_residual_unit=cfg["nb_residual_unit"], nb_filters=cfg["nb_filters"],
+        batch_norm=cfg["batch_norm"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg["lr"]), loss="mse",
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
+                  jit_compile=cfg["jit_compile"])
+    return model
+
+
+def train(model, ds, cfg):
+    """Stage 1: early stopping on the last validation_fraction of the training samples, best
+    weights kept. Stage 2: epochs_cont more epochs on the whole training set. -> history columns"""
+    import keras
+    n_fit = int(ds.n_train * (1 - cfg["validation_fraction"]))
+    if n_fit < 1 or n_fit >= ds.n_train:
+        raise datasets.DataError(f"{ds.n_train} training samples cannot be split into training "
+                                 f"and validation by validation_fraction="
+                                 f"{cfg['validation_fraction']}")
+    fit_rows, val_rows, all_rows = (np.arange(n_fit), np.arange(n_fit, ds.n_train),
+                                    np.arange(ds.n_train))
+    bs, seed = cfg["batch_size"], cfg["seed"]
+    print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
+          f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
+    stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=cfg["patience"],
+                                         restore_best_weights=True, verbose=1)
+    h1 = model.fit(datasets.make_tf_dataset(ds, fit_rows, bs, shuffle=True, seed=seed),
+                   validation_data=datasets.make_tf_dataset(ds, val_rows, bs),
+                   epochs=cfg["epochs"], callbacks=[stop], shuffle=False,  # tf.data shuffles
+                   verbose=cfg["verbose"]).history
+    history = {"stage": [1] * len(h1["loss"]), "loss": h1["loss"], "rmse": h1["rmse"],
+               "val_loss": h1["val_loss"], "val_rmse": h1["val_rmse"]}
+    if cfg["epochs_cont"]:
+        print(f"stage 2: {len(all_rows)} samples, {cfg['epochs_cont']} epochs")
+        h2 = model.fit(datasets.make_tf_dataset(ds, all_rows, bs, shuffle=True, seed=seed + 1),
+                       epochs=cfg["epochs_cont"], shuffle=False, verbose=cfg["verbose"]).history
+        n2 = len(h2["loss"])
+        history["stage"] += [2] * n2
+        history["loss"] += h2["loss"]
+        history["rmse"] += h2["rmse"]
+        history["val_loss"] += [float("nan")] * n2
+        history["val_rmse"] += [float("nan")] * n2
+    return history
+
+
+# ---- evaluation and report -----------------------------------------------------------------------
+
+def evaluate(model, ds, cfg):
+    """Predictions on the test samples (original scale) and the metrics of model and baselines."""
+    test_rows = np.arange(ds.n_train, ds.n_samples)
+    y_pred = ds.scaler.inverse_transform(
+        model.predict(datasets.make_tf_dataset(ds, test_rows, 256), verbose=0))
+    y_true = ds.targets(test_rows)
+    slots = ds.target_slots[test_rows]
+    ha = evaluation.historical_average(ds.frames, ds.slot_ids, ds.T, slots, ds.first_test_frame)
+    last = evaluation.last_frame(ds.frames, ds.slot_ids, slots)
+    factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
+    metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
+               "paper_factor": factor}
+    metrics.update(evaluation.scores(y_true, y_pred))
+    metrics.update(evaluation.scores(y_true, ha, "_ha"))
+    metrics.update(evaluation.scores(y_true, last, "_last"))
+    for suffix in ("", "_ha", "_last"):
+        metrics[f"rmse_paper{suffix}"] = metrics[f"rmse{suffix}"] * factor
+    metrics["flow_names"] = list(FLOW_NAMES[ds.name])
+    return y_true, y_pred, metrics
+
+
+def results_table(m, dataset):
+    rows = [("ST-ResNet (this run)", ""), ("HA (same weekday and slot)", "_ha"),
+            ("last frame", "_last")]
+    lines = [f"{'':28}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
+             f"{'RMSE paper conv.':>18}"]
+    for label, s in rows:
+        lines.append(f"{label:28}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}{m['rmse' + s + '_flow0']:12.3f}"
+                     f"{m['rmse' + s + '_flow1']:12.3f}{m['rmse_paper' + s]:18.3f}")
+    for label, value in PAPER_ROWS.get(dataset, []):
+        lines.append(f"{'paper: ' + label:28}{'':8}{'':8}{'':12}{'':12}{value:18.2f}")
+    lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
+                 f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
+    return "\n".join(lines)
+
+
+def save_plots(run_dir, ds, history, y_true, y_pred):
+    import plots
+    names = FLOW_NAMES[ds.name]
+    stamps = datasets.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
+    plots.learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+    busy = int(np.argmax(y_true.sum(axis=(1, 2, 3))))
+    plots.error_maps(y_true[busy], y_pred[busy], names, f"busiest test slot {stamps[busy]}",
+                     os.path.join(run_dir, "maps_busiest_slot.png"))
+    r, c = np.unravel_index(np.argmax(y_true.sum(axis=(0, 3))), y_true.shape[1:3])
+    plots.region_series(y_true[:, r, c], y_pred[:, r, c], stamps, names,
+                        f"busiest region (row {r}, column {c}) over the test period",
+                        os.path.join(run_dir, "series_busiest_region.png"))
+
+
+def main(argv):
+    apply_overrides(argv)
+    cfg = resolve_config()
+    ds = datasets.load_dataset(
+        cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
+        cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
+        cfg["use_meteorology"])
+    print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
+          f"samples ({ds.n_train} train, {ds.n_test} test), {ds.external.shape[1]} external "
+          f"features, scaler fitted on frames before {datasets.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]}")
+    run_dir = new_run_dir(cfg["out_dir"], cfg["dataset"])
+    print(f"run folder: {run_dir}")
+
+    import keras
+    keras.utils.set_random_seed(cfg["seed"])
+    model = build_and_compile(cfg, ds)
+    print(f"ST-ResNet: {model.count_params():,} parameters")
+    write_json(os.path.join(run_dir, "params.json"), cfg)
+    write_json(os.path.join(run_dir, "scaler.json"), ds.scaler.to_dict())
+
+    start = time.time()
+    history = train(model, ds, cfg)
+    train_seconds = time.time() - start
+    write_history(os.path.join(run_dir, "history.csv"), history)
+    model.save(os.path.join(run_dir, "model.tmp.keras"))
+    os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
+
+    y_true, y_pred, metrics = evaluate(model, ds, cfg)
+    metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
+                   epochs_stage2=history["stage"].count(2), n_params=model.count_params())
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    save_plots(run_dir, ds, history, y_true, y_pred)
+    print(results_table(metrics, cfg["dataset"]))
+    print(f"trained in {train_seconds:.0f} s; everything is in {run_dir}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, datasets.DataError) as err:
+        sys.exit(f"error: {err}")

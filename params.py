@@ -1,0 +1,52 @@
+"""Every setting of a run, as plain commented globals.
+
+Edit this file, or override any value from the command line:
+    python main.py --dataset=bikenyc --nb_residual_unit=2 --lr=0.0001
+A value of None means "the default of the chosen data set", taken from DATASET_DEFAULTS below
+(the paper's settings for TaxiBJ and BikeNYC). Only main.py reads this module.
+"""
+
+# ---- data -------------------------------------------------------------------------------------
+dataset = "synthetic"      # synthetic | bikenyc | taxibj ; synthetic is built in, needs no download
+data_dir = "data"          # holds BikeNYC/, TaxiBJ/ and Synthetic/ (see data/README.md)
+len_closeness = None       # recent slots t-1 .. t-lc fed to the closeness branch (0 switches it off)
+len_period = None          # same slot on the lp previous days (0 switches the period branch off)
+len_trend = None           # same slot on the lq previous weeks (0 switches the trend branch off)
+days_test = None           # the last days_test * T samples are the test set
+use_meta = True            # day-of-week one-hot + weekday flag of the target slot (8 features)
+use_holiday = None         # holiday flag of the target date (needs the data set's holiday list)
+use_meteorology = None     # weather of slot t-1, temperature, wind speed (TaxiBJ only, 19 features)
+
+# ---- model ------------------------------------------------------------------------------------
+nb_residual_unit = None    # L, residual units per branch (paper: 12 TaxiBJ, 4 BikeNYC)
+nb_filters = 64            # filters of every 3x3 convolution inside a branch
+batch_norm = False         # BatchNormalization before each ReLU of a residual unit (paper's "-BN")
+
+# ---- training (paper: Adam 2e-4, batch 32, MSE; stage 1 early stopping, stage 2 fixed epochs) ---
+batch_size = 32
+lr = 0.0002                # larger rates can collapse training to a constant prediction
+epochs = None              # stage 1: maximum epochs on 90% of the training samples
+patience = None            # stage 1: early stopping patience on the validation RMSE
+validation_fraction = 0.1  # stage 1: the last 10% of the training samples validate
+epochs_cont = None         # stage 2: epochs on the full training set after stage 1 (0 skips it)
+jit_compile = False        # XLA; measured slower than plain TF for this model on CPU (BENCHMARKS)
+seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
+verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+
+# ---- output -----------------------------------------------------------------------------------
+out_dir = "runs"           # each run writes a new folder out_dir/<dataset>-<time>; never overwrites
+
+# The paper's settings per data set, used wherever a global above is None.
+# T: slots per day. epochs: the official scripts' 500 for the real sets; the built-in synthetic
+# set trains for less so that `python main.py` ends within minutes on a laptop CPU.
+DATASET_DEFAULTS = {
+    "taxibj": dict(T=48, len_closeness=3, len_period=1, len_trend=1, days_test=28,
+                   nb_residual_unit=12, epochs=500, patience=2, epochs_cont=100,
+                   use_holiday=True, use_meteorology=True),
+    "bikenyc": dict(T=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
+                    nb_residual_unit=4, epochs=500, patience=5, epochs_cont=100,
+                    use_holiday=False, use_meteorology=False),
+    "synthetic": dict(T=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
+                      nb_residual_unit=4, epochs=40, patience=5, epochs_cont=5,
+                      use_holiday=True, use_meteorology=False),
+}

@@ -1,0 +1,47 @@
+"""The ST-ResNet skeleton (Zhang, Zheng, Qi, AAAI 2017, Figure 3), from inputs to output.
+
+    closeness (H, W, 2*lc) --branch--+
+    period    (H, W, 2*lp) --branch--+-- parametric fusion --+-- add -- tanh --> (H, W, 2)
+    trend     (H, W, 2*lq) --branch--+                       |
+    external  (ext,)       -- Dense(10) ReLU Dense(2HW) ReLU -+
+
+A length of 0 drops a branch and its input; external_dim=0 drops the external component.
+"""
+import keras
+from keras import layers
+
+import modules
+
+BRANCHES = ("closeness", "period", "trend")
+
+
+def build_model(map_height, map_width, nb_flow=2, len_closeness=3, len_period=1, len_trend=1,
+                external_dim=8, nb_residual_unit=4, nb_filters=64, batch_norm=False):
+    """Return the uncompiled ST-ResNet. Inputs are named closeness, period, trend, external."""
+    lengths = dict(closeness=len_closeness, period=len_period, trend=len_trend)
+    for name, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
+                            external_dim=external_dim, nb_residual_unit=nb_residual_unit,
+                            nb_filters=nb_filters).items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"build_model: {name} must be a non-negative int, got {value!r}")
+    if min(map_height, map_width, nb_flow, nb_filters) < 1:
+        raise ValueError("build_model: map_height, map_width, nb_flow and nb_filters must be >= 1")
+    if not any(lengths.values()):
+        raise ValueError("build_model: len_closeness, len_period and len_trend are all 0; "
+                         "at least one branch must be switched on")
+
+    inputs, branch_outputs = [], {}
+    for name in BRANCHES:
+        if lengths[name]:
+            x = keras.Input((map_height, map_width, nb_flow * lengths[name]), name=name)
+            inputs.append(x)
+            branch_outputs[name] = modules.branch(x, nb_flow, nb_residual_unit, nb_filters,
+                                                  batch_norm, name=name)
+    y = modules.fuse(branch_outputs)  # (batch, H, W, nb_flow)
+    if external_dim:
+        e = keras.Input((external_dim,), name="external")
+        inputs.append(e)
+        y = layers.Add(name="add_external")(
+            [y, modules.external_component(e, map_height, map_width, nb_flow)])
+    y = layers.Activation("tanh", name="output")(y)
+    return keras.Model(inputs, y, name="st_resnet")

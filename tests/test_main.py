@@ -1,0 +1,160 @@
+"""main.py: command-line overrides, per-dataset defaults, clear errors before training, and a tiny
+end-to-end run that checks every artefact of a run folder."""
+import csv
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import datasets  # noqa: E402
+import main  # noqa: E402
+import params  # noqa: E402
+
+TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
+        "--batch_size=64"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_params():
+    importlib.reload(params)
+    yield
+    importlib.reload(params)
+
+
+def run_main(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+# ---- configuration -------------------------------------------------------------------------------
+
+def test_overrides_are_type_checked_and_applied():
+    main.apply_overrides(["--dataset=bikenyc", "--lr=1", "--batch_norm=True", "--len_trend=2"])
+    assert params.dataset == "bikenyc"
+    assert params.lr == 1.0 and isinstance(params.lr, float)
+    assert params.batch_norm is True and params.len_trend == 2
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--nope=1", "unknown param 'nope'"),
+    ("--lr=fast", "--lr takes a float"),
+    ("--batch_norm=1", "--batch_norm takes a bool"),
+    ("--len_closeness=2.5", "--len_closeness takes a int"),
+    ("lr=1", "--key=value"),
+])
+def test_bad_overrides_name_the_problem(arg, message):
+    with pytest.raises(main.ConfigError, match=message.replace("(", r"\(")):
+        main.apply_overrides([arg])
+
+
+def test_dataset_defaults_are_the_papers_and_explicit_values_win():
+    main.apply_overrides(["--dataset=taxibj"])
+    cfg = main.resolve_config()
+    assert (cfg["T"], cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]) == (48, 3, 1, 1)
+    assert (cfg["nb_residual_unit"], cfg["patience"], cfg["days_test"]) == (12, 2, 28)
+    assert cfg["use_holiday"] and cfg["use_meteorology"]
+    importlib.reload(params)
+    main.apply_overrides(["--dataset=bikenyc", "--nb_residual_unit=2"])
+    cfg = main.resolve_config()
+    assert (cfg["T"], cfg["len_period"], cfg["len_trend"], cfg["patience"]) == (24, 4, 4, 5)
+    assert cfg["nb_residual_unit"] == 2 and not cfg["use_meteorology"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--len_closeness=0", "--len_period=0", "--len_trend=0"], "at least one branch"),
+    (["--days_test=0"], "days_test must be >= 1"),
+    (["--len_trend=-1"], "len_trend must be >= 0"),
+    (["--dataset=paris"], "dataset must be one of"),
+])
+def test_impossible_settings_are_rejected(args, message):
+    main.apply_overrides(args)
+    with pytest.raises(main.ConfigError, match=message):
+        main.resolve_config()
+
+
+def test_cli_errors_are_one_clear_line_and_leave_no_run_folder(tmp_path):
+    result = run_main("--nb_filters=many", f"--out_dir={tmp_path / 'runs'}")
+    assert result.returncode != 0
+    assert "error: --nb_filters takes a int" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_main("--dataset=bikenyc", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'runs'}")
+    assert result.returncode != 0
+    assert f"data file not found: {tmp_path / 'BikeNYC' / 'NYC14_M16x8_T60_NewEnd.h5'}" in result.stderr
+    assert "data/README.md" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_too_little_data_is_reported_with_the_sample_counts(tmp_path):
+    result = run_main("--days_test=200", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'runs'}")
+    assert result.returncode != 0
+    assert "only 3720 samples" in result.stderr and "needs 4800" in result.stderr
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    first = main.new_run_dir(str(tmp_path), "x")
+    (Path(first) / "model.keras").write_text("earlier result")
+    second = main.new_run_dir(str(tmp_path), "x")
+    assert first != second and (Path(first) / "model.keras").read_text() == "earlier result"
+
+
+# ---- end to end ----------------------------------------------------------------------------------
+
+def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
+    out = tmp_path / "runs"
+    result = run_main(*TINY, f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list(out.iterdir())
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"metrics.json", "model.keras", "scaler.json", "params.json", "history.csv",
+            "learning_curves.png", "maps_busiest_slot.png", "series_busiest_region.png"} <= files
+    assert not any("tmp" in f for f in files)
+    for png in ("learning_curves.png", "maps_busiest_slot.png", "series_busiest_region.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("dataset", "n_train", "n_test", "rmse", "mae", "rmse_paper", "rmse_ha", "mae_ha",
+                "rmse_last", "mae_last", "rmse_flow0", "rmse_flow1"):
+        assert key in metrics
+    assert metrics["dataset"] == "synthetic" and metrics["n_test"] == 240
+    assert metrics["n_train"] == 3720 - 240
+    assert metrics["rmse_paper"] == pytest.approx(metrics["rmse"] * np.sqrt(128 / 81))
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
+
+    history = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [int(r["stage"]) for r in history] == [1, 1, 2]
+    cfg = json.loads((run_dir / "params.json").read_text())
+    assert cfg["nb_filters"] == 4 and cfg["nb_residual_unit"] == 1 and cfg["T"] == 24
+    assert "ST-ResNet (this run)" in result.stdout and "HA (same weekday and slot)" in result.stdout
+
+    # The run folder alone (model, scaler, params) reproduces the reported test RMSE. Importing
+    # modules registers the fusion layer, so no custom_objects are needed.
+    import keras
+    import evaluation
+    import modules  # noqa: F401
+    model = keras.saving.load_model(run_dir / "model.keras")
+    ds = datasets.load_dataset("synthetic", str(tmp_path / "data"), cfg["len_closeness"],
+                               cfg["len_period"], cfg["len_trend"], cfg["days_test"],
+                               cfg["use_meta"], cfg["use_holiday"], cfg["use_meteorology"])
+    ds.scaler = datasets.MinMaxScaler.from_dict(json.loads((run_dir / "scaler.json").read_text()))
+    rows = np.arange(ds.n_train, ds.n_samples)
+    pred = ds.scaler.inverse_transform(
+        model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
+    assert evaluation.rmse(ds.targets(rows), pred) == pytest.approx(metrics["rmse"], rel=1e-5)
+
+    # A second run never touches the first one's folder.
+    before = (run_dir / "metrics.json").read_bytes()
+    again = run_main(*TINY, "--epochs_cont=0", f"--data_dir={tmp_path / 'data'}",
+                     f"--out_dir={out}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(out.iterdir())) == 2 and (run_dir / "metrics.json").read_bytes() == before
