@@ -158,3 +158,26 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
                      f"--out_dir={out}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list(out.iterdir())) == 2 and (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path):
+    from test_datasets import write_taxibj  # writes BJ13..BJ16, BJ_Meteorology.h5, BJ_Holiday.txt
+    write_taxibj(tmp_path / "data")
+    out = tmp_path / "runs"
+    result = run_main("--dataset=taxibj", "--batch_norm=True", "--days_test=1", "--nb_filters=4",
+                      "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=1",
+                      f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list(out.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dataset"] == "taxibj" and metrics["n_test"] == 48 and metrics["n_train"] == 432
+    assert metrics["flow_names"] == ["inflow", "outflow"]
+    cfg = json.loads((run_dir / "params.json").read_text())
+    assert cfg["T"] == 48 and (cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]) == (3, 1, 1)
+    import keras
+    import modules  # noqa: F401
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert [x.name for x in model.inputs] == ["closeness", "period", "trend", "external"]
+    assert tuple(model.inputs[3].shape) == (None, 28)  # 8 metadata + 1 holiday + 19 meteorology
+    assert any(layer.__class__.__name__ == "BatchNormalization" for layer in model.layers)
+    assert "paper: ST-ResNet L12-E-BN" in result.stdout
