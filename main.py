@@ -8,7 +8,7 @@ Any global of params.py can be overridden as --key=value.
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ info and warnings
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TensorFlow C++ logs (Python errors still raise)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import ast  # noqa: E402
