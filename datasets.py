@@ -7,6 +7,7 @@ TaxiBJ-sized series never materialises its windows; the input pipeline gathers a
 batch. Time stamps are turned into integer slot numbers (day number * T + slot - 1) so that every
 dependency is looked up by time, not by array position, and gaps in the data are handled exactly.
 """
+import collections
 import os
 
 import h5py
@@ -28,21 +29,24 @@ class DataError(ValueError):
 
 # ---- time stamps ---------------------------------------------------------------------------------
 
-def parse_days(dates):
+def as_text(dates):
+    """Date strings or bytes (as h5py returns them) -> a unicode array."""
+    dates = np.asarray(dates)
+    return np.char.decode(dates, "ascii") if dates.dtype.kind == "S" else dates.astype("U")
+
+
+def parse_days(dates, source="data"):
     """'YYYYMMDD...' strings or bytes -> day numbers since 1970-01-01 (int64)."""
-    text = np.char.decode(dates, "ascii") if np.asarray(dates).dtype.kind == "S" else dates
-    text = np.asarray(text, dtype="U")
-    iso = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in text]
+    iso = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in as_text(dates)]
     try:
         return np.array(iso, dtype="datetime64[D]").astype(np.int64)
     except ValueError as err:
-        raise DataError(f"dates must start with a valid YYYYMMDD; {err}") from None
+        raise DataError(f"{source}: dates must start with a valid YYYYMMDD; {err}") from None
 
 
 def parse_timestamps(dates, T, source="data"):
     """'YYYYMMDDSS' (slot SS in 1..T) -> slot numbers day * T + SS - 1 (int64)."""
-    text = np.asarray(np.char.decode(dates, "ascii") if np.asarray(dates).dtype.kind == "S"
-                      else dates, dtype="U")
+    text = as_text(dates)
     bad = [d for d in text if len(d) != 10 or not d.isdigit()]
     if bad:
         raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot 01..{T}, "
@@ -52,7 +56,7 @@ def parse_timestamps(dates, T, source="data"):
         wrong = text[(slot < 1) | (slot > T)][0]
         raise DataError(f"{source}: slot numbers must lie in 01..{T} (T = {T} slots a day), "
                         f"found {wrong!r}; is T right for this data set?")
-    return parse_days(text) * T + slot - 1
+    return parse_days(text, source) * T + slot - 1
 
 
 def format_timestamps(slot_ids, T):
@@ -86,9 +90,10 @@ def load_flow_file(path):
             data, dates = f["data"][()], f["date"][()]
     except OSError as err:
         raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    if data.ndim != 4 or len(data) != len(dates):
-        raise DataError(f"{path}: 'data' must be (n, flows, H, W) with one 'date' per slot, got "
-                        f"data {data.shape} and {len(dates)} dates")
+    if data.ndim != 4 or data.shape[1] != 2 or len(data) != len(dates) or len(data) == 0:
+        raise DataError(f"{path}: 'data' must be (n, 2, H, W) (time, flow, rows, columns; "
+                        f"channels-first as released) with one 'date' per slot, got data "
+                        f"{data.shape} and {len(dates)} dates")
     return np.ascontiguousarray(np.moveaxis(data, 1, -1), dtype=np.float32), dates
 
 
@@ -96,19 +101,28 @@ def load_holidays(path):
     """A holiday list (one YYYYMMDD a line, any line endings) -> set of day numbers."""
     with open(path) as f:
         lines = [line.strip() for line in f if line.strip()]
-    return set(parse_days(lines).tolist())
+    return set(parse_days(lines, source=path).tolist())
 
 
 def load_meteorology(path, T):
     """BJ_Meteorology.h5 -> (slot ids, (n, 19) features [weather one-hot 17, wind, temperature])."""
-    with h5py.File(path, "r") as f:
-        missing = [k for k in ("date", "Weather", "Temperature", "WindSpeed") if k not in f]
-        if missing:
-            raise DataError(f"{path}: missing key(s) {missing}")
-        slots = parse_timestamps(f["date"][()], T, source=path)
-        weather = np.asarray(f["Weather"][()], dtype=np.float32)
-        wind = np.asarray(f["WindSpeed"][()], dtype=np.float32).reshape(-1, 1)
-        temperature = np.asarray(f["Temperature"][()], dtype=np.float32).reshape(-1, 1)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("date", "Weather", "Temperature", "WindSpeed") if k not in f]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {missing}")
+            dates = f["date"][()]
+            weather = np.asarray(f["Weather"][()], dtype=np.float32)
+            wind = np.asarray(f["WindSpeed"][()], dtype=np.float32).reshape(-1, 1)
+            temperature = np.asarray(f["Temperature"][()], dtype=np.float32).reshape(-1, 1)
+    except OSError as err:
+        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
+    if weather.ndim != 2 or weather.shape[1] != 17 or not (
+            len(dates) == len(weather) == len(wind) == len(temperature)):
+        raise DataError(f"{path}: expected 'date' (n,), 'Weather' (n, 17), 'WindSpeed' (n,) and "
+                        f"'Temperature' (n,), got {len(dates)}, {weather.shape}, {len(wind)}, "
+                        f"{len(temperature)}")
+    slots = parse_timestamps(dates, T, source=path)
     # The official code's order: weather, wind speed, temperature.
     return slots, np.hstack([weather, wind, temperature])
 
@@ -117,7 +131,7 @@ def complete_days_mask(slot_ids, T):
     """True for the slots of days that have all T slots (the official TaxiBJ pipeline keeps only
     those)."""
     days = slot_ids // T
-    unique_days, inverse, counts = np.unique(days, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(days, return_inverse=True, return_counts=True)
     return counts[inverse] == T
 
 
@@ -162,18 +176,18 @@ def holiday_features(slot_ids, T, holidays):
     return np.isin(np.asarray(slot_ids) // T, list(holidays)).astype(np.float32)[:, None]
 
 
-def meteorology_rows(target_slots, meteo_slots, source):
-    """Rows of the meteorology table at slot t-1 of each target (the target's own weather is not
-    known at prediction time)."""
-    order = np.argsort(meteo_slots)
+def meteorology_rows(target_slots, meteo_slots, T, source):
+    """Rows of the meteorology table for each target: slot t-1 (the target's own weather is not
+    known at prediction time), or where t-1 is missing the latest entry before it, as the
+    official code's "previous row" does."""
+    order = np.argsort(meteo_slots, kind="stable")
     wanted = np.asarray(target_slots) - 1
-    pos = np.clip(np.searchsorted(meteo_slots, wanted, sorter=order), 0, len(order) - 1)
-    rows = order[pos]
-    missing = meteo_slots[rows] != wanted
-    if missing.any():
-        raise DataError(f"{source} has no entry for {missing.sum()} slot(s) needed as t-1 of a "
-                        f"target, e.g. slot number {wanted[missing][0]}")
-    return rows
+    pos = np.searchsorted(meteo_slots, wanted, side="right", sorter=order) - 1
+    if np.any(pos < 0):
+        first = format_timestamps(wanted[pos < 0][:1], T)[0]
+        raise DataError(f"{source} has no entry at or before {first} (the slot before a target); "
+                        f"it must cover the flow data's period")
+    return order[pos]
 
 
 class MinMaxScaler:
@@ -204,22 +218,32 @@ class MinMaxScaler:
 
 # ---- data sets -----------------------------------------------------------------------------------
 
+# What flow 0 and flow 1 of each data set's files mean.
+FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow", "outflow"),
+              "synthetic": ("outflow", "inflow")}
+
+Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteorology_path")
+
+
 class FlowDataset:
     """A data set ready for ST-ResNet: raw frames, the sample index, external features, the split
     and the scaler fitted on the frames before the first test target.
 
     Attributes: frames (n, H, W, F) original scale; slot_ids (n,); T; index (dict of int arrays,
-    see build_index); external (n_samples, ext) float32; n_test; scaler.
+    see build_index); external (n_samples, ext) float32; external_scaling (the [0, 1] ranges of
+    wind and temperature, if used); n_train, n_test; scaler.
     """
 
-    def __init__(self, frames, slot_ids, T, index, external, n_test, name):
+    def __init__(self, frames, slot_ids, T, index, external, n_test, name, external_scaling=None):
         self.frames, self.slot_ids, self.T, self.index = frames, slot_ids, T, index
         self.external, self.n_test, self.name = external, n_test, name
+        self.external_scaling = external_scaling or {}
         self.n_samples = len(index["target"])
         self.n_train = self.n_samples - n_test
         # Frames the model may learn from: everything before the first test target.
         self.first_test_frame = int(index["target"][self.n_train])
         self.scaler = MinMaxScaler().fit(frames[:self.first_test_frame])
+        self._tensors = None
 
     @property
     def target_slots(self):
@@ -231,20 +255,24 @@ class FlowDataset:
 
 
 def load_series(name, data_dir):
-    """Frames, slot ids, T and the side files of a named data set, validated."""
+    """The frames, slot ids, T and side-file paths of a named data set."""
     if name == "bikenyc":
         path = os.path.join(data_dir, BIKENYC_FILE)
         require_file(path, "Get NYC14_M16x8_T60_NewEnd.h5 as data/README.md describes and put it "
                            "there, or point --data_dir at the folder that holds BikeNYC/.")
         frames, dates = load_flow_file(path)
-        return frames, parse_timestamps(dates, 24, source=path), 24, None, None
+        return Series(frames, parse_timestamps(dates, 24, source=path), 24, None, None)
     if name == "synthetic":
         path = os.path.join(data_dir, SYNTHETIC_FILE)
         holiday_path = os.path.join(data_dir, SYNTHETIC_HOLIDAY)
-        if not os.path.isfile(path):
-            synthetic_city.write(path, holiday_path)
+        if not (os.path.isfile(path) and os.path.isfile(holiday_path)):
+            try:
+                synthetic_city.write(path, holiday_path)
+            except OSError as err:
+                raise DataError(f"cannot write the synthetic data set to {path} ({err}); choose "
+                                f"a writable --data_dir") from None
         frames, dates = load_flow_file(path)
-        return frames, parse_timestamps(dates, 24, source=path), 24, holiday_path, None
+        return Series(frames, parse_timestamps(dates, 24, source=path), 24, holiday_path, None)
     if name == "taxibj":
         paths = [os.path.join(data_dir, p) for p in TAXIBJ_FILES]
         for path in paths:
@@ -253,21 +281,55 @@ def load_series(name, data_dir):
         all_frames, all_slots = [], []
         for path in paths:
             frames, dates = load_flow_file(path)
+            if all_frames and frames.shape[1:] != all_frames[0].shape[1:]:
+                raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
+                                f"{all_frames[0].shape[1:3]}; all TaxiBJ files share one grid")
             slots = parse_timestamps(dates, 48, source=path)
             keep = complete_days_mask(slots, 48)  # the official pipeline drops incomplete days
             all_frames.append(frames[keep])
             all_slots.append(slots[keep])
-        return (np.concatenate(all_frames), np.concatenate(all_slots), 48,
-                os.path.join(data_dir, TAXIBJ_HOLIDAY), os.path.join(data_dir, TAXIBJ_METEOROLOGY))
+        return Series(np.concatenate(all_frames), np.concatenate(all_slots), 48,
+                      os.path.join(data_dir, TAXIBJ_HOLIDAY),
+                      os.path.join(data_dir, TAXIBJ_METEOROLOGY))
     raise DataError(f"unknown dataset {name!r}; expected one of synthetic, bikenyc, taxibj")
+
+
+def external_features(series, target_slots, n_train, use_meta, use_holiday, use_meteorology,
+                      name):
+    """(n_samples, ext) float32 in the official order [metadata, holiday, meteorology], and the
+    [0, 1] ranges of wind and temperature, fitted on the training samples only."""
+    T, parts, scaling = series.T, [], {}
+    if use_meta:
+        parts.append(metadata_features(target_slots, T))
+    if use_holiday:
+        if series.holiday_path is None:
+            raise DataError(f"{name} has no holiday list; set use_holiday=False")
+        require_file(series.holiday_path, "The holiday list is one YYYYMMDD per line "
+                                          "(see data/README.md).")
+        parts.append(holiday_features(target_slots, T, load_holidays(series.holiday_path)))
+    if use_meteorology:
+        path = series.meteorology_path
+        if path is None:
+            raise DataError(f"{name} has no meteorology file; set use_meteorology=False")
+        require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
+        meteo_slots, table = load_meteorology(path, T)
+        meteo = table[meteorology_rows(target_slots, meteo_slots, T, path)]
+        for col, key in ((-2, "wind"), (-1, "temperature")):
+            lo, hi = float(meteo[:n_train, col].min()), float(meteo[:n_train, col].max())
+            meteo[:, col] = (meteo[:, col] - lo) / max(hi - lo, 1e-12)
+            scaling[key] = [lo, hi]
+        parts.append(meteo)
+    external = np.hstack(parts) if parts else np.zeros((len(target_slots), 0))
+    return external.astype(np.float32), scaling
 
 
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
                  use_meta=True, use_holiday=False, use_meteorology=False):
     """Load a named data set and build its samples, external features and split."""
-    frames, slot_ids, T, holiday_path, meteo_path = load_series(name, data_dir)
-    order = np.argsort(slot_ids, kind="stable")
-    frames, slot_ids = frames[order], slot_ids[order]
+    series = load_series(name, data_dir)
+    T = series.T
+    order = np.argsort(series.slot_ids, kind="stable")
+    frames, slot_ids = series.frames[order], series.slot_ids[order]
     if len(np.unique(slot_ids)) != len(slot_ids):
         dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], T)
         raise DataError(f"{name}: duplicate time stamps, e.g. {list(dup)}")
@@ -280,28 +342,9 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                         f"frames (lengths {len_closeness}/{len_period}/{len_trend}), but the test "
                         f"period alone needs {n_test} (days_test={days_test} x {T}) and training "
                         f"at least 2 more; shorten days_test or the window lengths")
-    target_slots = slot_ids[index["target"]]
-    parts = []
-    if use_meta:
-        parts.append(metadata_features(target_slots, T))
-    if use_holiday:
-        if holiday_path is None:
-            raise DataError(f"{name} has no holiday list; set use_holiday=False")
-        require_file(holiday_path, "The holiday list is one YYYYMMDD per line (see data/README.md).")
-        parts.append(holiday_features(target_slots, T, load_holidays(holiday_path)))
-    if use_meteorology:
-        if meteo_path is None:
-            raise DataError(f"{name} has no meteorology file; set use_meteorology=False")
-        require_file(meteo_path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
-        meteo_slots, table = load_meteorology(meteo_path, T)
-        meteo = table[meteorology_rows(target_slots, meteo_slots, meteo_path)]
-        # Wind and temperature to [0, 1], fitted on the training samples only.
-        fit = meteo[:n_samples - n_test, -2:]
-        lo, span = fit.min(axis=0), np.maximum(fit.max(axis=0) - fit.min(axis=0), 1e-12)
-        meteo[:, -2:] = (meteo[:, -2:] - lo) / span
-        parts.append(meteo)
-    external = (np.hstack(parts) if parts else np.zeros((n_samples, 0))).astype(np.float32)
-    return FlowDataset(frames, slot_ids, T, index, external, n_test, name)
+    external, scaling = external_features(series, slot_ids[index["target"]], n_samples - n_test,
+                                          use_meta, use_holiday, use_meteorology, name)
+    return FlowDataset(frames, slot_ids, T, index, external, n_test, name, scaling)
 
 
 # ---- input pipeline (the one place that uses tf.data) ----------------------------------------------
@@ -309,25 +352,24 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
 def make_tf_dataset(ds, rows, batch_size, shuffle=False, seed=None):
     """tf.data pipeline over sample rows: gathers each batch's frames from the one frame array,
     scales them to [-1, 1] and yields ({closeness, period, trend, external}, target)."""
-    import tensorflow as tf
+    import tensorflow as tf  # imported here so that errors in settings and data come first
 
-    frames = tf.constant(ds.frames)  # (n, H, W, F), original scale
-    scale = 2.0 / (ds.scaler.max - ds.scaler.min)
-    shift = -1.0 - ds.scaler.min * scale
+    if ds._tensors is None:  # one copy of frames, index and features for all pipelines
+        ds._tensors = {"frames": tf.constant(ds.frames), "external": tf.constant(ds.external)}
+        ds._tensors.update({k: tf.constant(v) for k, v in ds.index.items()})
+    t = ds._tensors
     branches = [k for k in ("closeness", "period", "trend") if ds.index[k].shape[1]]
-    table = {k: tf.constant(ds.index[k]) for k in ["target"] + branches}
-    external = tf.constant(ds.external)
     h, w, f = ds.frames.shape[1:]
 
     def gather(batch_rows):
         inputs = {}
         for k in branches:
-            x = tf.gather(frames, tf.gather(table[k], batch_rows))   # (B, len, H, W, F)
-            x = tf.transpose(x, [0, 2, 3, 1, 4])                     # (B, H, W, len, F)
-            inputs[k] = tf.reshape(x, [-1, h, w, f * ds.index[k].shape[1]]) * scale + shift
+            x = tf.gather(t["frames"], tf.gather(t[k], batch_rows))   # (B, len, H, W, F)
+            x = tf.transpose(x, [0, 2, 3, 1, 4])                       # (B, H, W, len, F)
+            inputs[k] = ds.scaler.transform(tf.reshape(x, [-1, h, w, f * ds.index[k].shape[1]]))
         if ds.external.shape[1]:
-            inputs["external"] = tf.gather(external, batch_rows)
-        y = tf.gather(frames, tf.gather(table["target"], batch_rows)) * scale + shift
+            inputs["external"] = tf.gather(t["external"], batch_rows)
+        y = ds.scaler.transform(tf.gather(t["frames"], tf.gather(t["target"], batch_rows)))
         return inputs, y
 
     data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))

@@ -24,15 +24,16 @@ import datasets  # noqa: E402
 import evaluation  # noqa: E402
 import params  # noqa: E402
 
-# The paper's rows (RMSE) to print beside a run; BikeNYC's are in the paper's convention.
+# The paper's rows (RMSE) to print beside a run. BikeNYC's use the official script's convention
+# (RMSE x sqrt(cells / cells with a station)), TaxiBJ's plain RMSE: PAPER_COLUMN says which of
+# this run's columns each compares with.
+PAPER_COLUMN = {"bikenyc": "rmse_paper", "taxibj": "rmse"}
 PAPER_ROWS = {
     "bikenyc": [("ARIMA", 10.07), ("SARIMA", 10.56), ("VAR", 9.92), ("DeepST-CPTM", 7.43),
                 ("ST-ResNet (L=4)", 6.33)],
     "taxibj": [("HA", 57.69), ("ARIMA", 22.78), ("DeepST", 18.18), ("ST-ResNet L12-E", 16.89),
                ("ST-ResNet L12-E-BN", 16.69)],
 }
-FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow", "outflow"),
-              "synthetic": ("outflow", "inflow")}
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,10 @@ def expected_type(key):
 def apply_overrides(argv):
     """Set params from --key=value arguments, checking each key and the value's type."""
     known = settable_params()
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__ + "\nparams (see params.py for what each means):\n" + "\n".join(
+            f"  --{k}={v!r}" for k, v in sorted(known.items()) if k != "DATASET_DEFAULTS"))
+        sys.exit(0)
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(f"arguments must look like --key=value, got {arg!r}")
@@ -72,7 +77,7 @@ def apply_overrides(argv):
         if want is float and type(value) is int:
             value = float(value)
         if type(value) is not want and not (value is None and getattr(params, key) is None):
-            raise ConfigError(f"--{key} takes a {want.__name__}, got {text!r}")
+            raise ConfigError(f"--{key} expects a value of type {want.__name__}, got {text!r}")
         setattr(params, key, value)
 
 
@@ -99,6 +104,8 @@ def resolve_config():
                           "one branch")
     if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
+    if cfg["seed"] < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
     return cfg
 
 
@@ -142,7 +149,7 @@ def write_history(path, history):
 # ---- training ------------------------------------------------------------------------------------
 
 def build_and_compile(cfg, ds):
-    import keras
+    import keras  # imported here so that errors in settings and data are reported first
     import st_resnet
     model = st_resnet.build_model(
         map_height=ds.frames.shape[1], map_width=ds.frames.shape[2], nb_flow=ds.frames.shape[3],
@@ -193,25 +200,31 @@ def train(model, ds, cfg):
 
 # ---- evaluation and report -----------------------------------------------------------------------
 
-def evaluate(model, ds, cfg):
-    """Predictions on the test samples (original scale) and the metrics of model and baselines."""
-    test_rows = np.arange(ds.n_train, ds.n_samples)
-    y_pred = ds.scaler.inverse_transform(
-        model.predict(datasets.make_tf_dataset(ds, test_rows, 256), verbose=0))
-    y_true = ds.targets(test_rows)
-    slots = ds.target_slots[test_rows]
-    ha = evaluation.historical_average(ds.frames, ds.slot_ids, ds.T, slots, ds.first_test_frame)
-    last = evaluation.last_frame(ds.frames, ds.slot_ids, slots)
+def baseline_predictions(ds):
+    """HA and last-frame predictions for the test targets (original scale); computed before
+    training so that data too short for them is reported first."""
+    slots = ds.target_slots[ds.n_train:]
+    return {"_ha": evaluation.historical_average(ds.frames, ds.slot_ids, ds.T, slots,
+                                                 ds.first_test_frame),
+            "_last": evaluation.last_frame(ds.frames, ds.slot_ids, slots)}
+
+
+def predict_test(model, ds):
+    """The model's test predictions on the original scale, (n_test, H, W, F)."""
+    rows = np.arange(ds.n_train, ds.n_samples)
+    return ds.scaler.inverse_transform(
+        model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
+
+
+def test_metrics(ds, y_true, y_pred, baselines):
+    """Scores of the model (no suffix) and of each baseline (suffix), both RMSE conventions."""
     factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
     metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
-               "paper_factor": factor}
-    metrics.update(evaluation.scores(y_true, y_pred))
-    metrics.update(evaluation.scores(y_true, ha, "_ha"))
-    metrics.update(evaluation.scores(y_true, last, "_last"))
-    for suffix in ("", "_ha", "_last"):
+               "paper_factor": factor, "flow_names": list(datasets.FLOW_NAMES[ds.name])}
+    for suffix, pred in {"": y_pred, **baselines}.items():
+        metrics.update(evaluation.scores(y_true, pred, suffix))
         metrics[f"rmse_paper{suffix}"] = metrics[f"rmse{suffix}"] * factor
-    metrics["flow_names"] = list(FLOW_NAMES[ds.name])
-    return y_true, y_pred, metrics
+    return metrics
 
 
 def results_table(m, dataset):
@@ -220,10 +233,14 @@ def results_table(m, dataset):
     lines = [f"{'':28}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
              f"{'RMSE paper conv.':>18}"]
     for label, s in rows:
-        lines.append(f"{label:28}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}{m['rmse' + s + '_flow0']:12.3f}"
-                     f"{m['rmse' + s + '_flow1']:12.3f}{m['rmse_paper' + s]:18.3f}")
+        lines.append(f"{label:28}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}"
+                     f"{m['rmse' + s + '_flow0']:12.3f}{m['rmse' + s + '_flow1']:12.3f}"
+                     f"{m['rmse_paper' + s]:18.3f}")
     for label, value in PAPER_ROWS.get(dataset, []):
-        lines.append(f"{'paper: ' + label:28}{'':8}{'':8}{'':12}{'':12}{value:18.2f}")
+        if PAPER_COLUMN[dataset] == "rmse":
+            lines.append(f"{'paper: ' + label:28}{value:8.2f}")
+        else:
+            lines.append(f"{'paper: ' + label:28}{'':40}{value:18.2f}")
     lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
                  f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
     return "\n".join(lines)
@@ -231,7 +248,7 @@ def results_table(m, dataset):
 
 def save_plots(run_dir, ds, history, y_true, y_pred):
     import plots
-    names = FLOW_NAMES[ds.name]
+    names = datasets.FLOW_NAMES[ds.name]
     stamps = datasets.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
     plots.learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
     busy = int(np.argmax(y_true.sum(axis=(1, 2, 3))))
@@ -250,9 +267,11 @@ def main(argv):
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
         cfg["use_meteorology"])
+    first_test = datasets.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
     print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
-          f"samples ({ds.n_train} train, {ds.n_test} test), {ds.external.shape[1]} external "
-          f"features, scaler fitted on frames before {datasets.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]}")
+          f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "
+          f"{ds.external.shape[1]} external features")
+    baselines = baseline_predictions(ds)
     run_dir = new_run_dir(cfg["out_dir"], cfg["dataset"])
     print(f"run folder: {run_dir}")
 
@@ -261,7 +280,8 @@ def main(argv):
     model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")
     write_json(os.path.join(run_dir, "params.json"), cfg)
-    write_json(os.path.join(run_dir, "scaler.json"), ds.scaler.to_dict())
+    write_json(os.path.join(run_dir, "scaler.json"),
+               {**ds.scaler.to_dict(), "external": ds.external_scaling})
 
     start = time.time()
     history = train(model, ds, cfg)
@@ -270,7 +290,9 @@ def main(argv):
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
 
-    y_true, y_pred, metrics = evaluate(model, ds, cfg)
+    y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
+    y_pred = predict_test(model, ds)
+    metrics = test_metrics(ds, y_true, y_pred, baselines)
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params())
     write_json(os.path.join(run_dir, "metrics.json"), metrics)

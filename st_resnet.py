@@ -15,8 +15,8 @@ import modules
 BRANCHES = ("closeness", "period", "trend")
 
 
-def build_model(map_height, map_width, nb_flow=2, len_closeness=3, len_period=1, len_trend=1,
-                external_dim=8, nb_residual_unit=4, nb_filters=64, batch_norm=False):
+def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, len_trend,
+                external_dim, nb_residual_unit, nb_filters=64, batch_norm=False):
     """Return the uncompiled ST-ResNet. Inputs are named closeness, period, trend, external."""
     lengths = dict(closeness=len_closeness, period=len_period, trend=len_trend)
     for name, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
@@ -24,6 +24,8 @@ def build_model(map_height, map_width, nb_flow=2, len_closeness=3, len_period=1,
                             nb_filters=nb_filters).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"build_model: {name} must be a non-negative int, got {value!r}")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"build_model: batch_norm must be True or False, got {batch_norm!r}")
     if min(map_height, map_width, nb_flow, nb_filters) < 1:
         raise ValueError("build_model: map_height, map_width, nb_flow and nb_filters must be >= 1")
     if not any(lengths.values()):

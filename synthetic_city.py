@@ -140,14 +140,14 @@ def generate(seed=SEED):
 
 
 def write(path, holiday_path):
-    """Generate the city and write it in the BikeNYC file format plus a holiday list."""
+    """Generate the city and write it in the BikeNYC file format plus a holiday list. Each file
+    appears whole or not at all (written under a temporary name, then renamed)."""
     flows, dates = generate()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("data", data=flows)
-        f.create_dataset("date", data=dates)
-    os.replace(tmp, path)
     with open(holiday_path + ".tmp", "w") as f:
         f.write("\n".join(HOLIDAYS) + "\n")
     os.replace(holiday_path + ".tmp", holiday_path)
+    with h5py.File(path + ".tmp", "w") as f:
+        f.create_dataset("data", data=flows)
+        f.create_dataset("date", data=dates)
+    os.replace(path + ".tmp", path)

@@ -426,13 +426,39 @@ def test_taxibj_external_features(taxibj):
     assert ds.external[n_train:, 27].min() < 0.0
 
 
-def test_taxibj_meteorology_missing_t_minus_1_raises(tmp_path):
-    # drop the weather of the slot right before a training target
+def test_taxibj_meteorology_gap_falls_back_to_the_latest_earlier_entry(tmp_path):
+    # drop the weather of the slot right before a training target: the official code's "previous
+    # row" is then the slot before that
     last_day = BJ_STARTS[15] + timedelta(days=BJ_DAYS - 1)
-    write_taxibj(tmp_path, drop_meteo=stamp(last_day, 10))
-    with pytest.raises(datasets.DataError):
+    _, meteo = write_taxibj(tmp_path, drop_meteo=stamp(last_day, 10))
+    ds = datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
+                               use_holiday=True, use_meteorology=True)
+    row = int(np.flatnonzero(ds.target_slots == sid(last_day, 11, BJ_T))[0])
+    expected = np.eye(17)[meteo[stamp(last_day, 9)][0]]
+    np.testing.assert_array_equal(ds.external[row, 9:26], expected)
+
+
+def test_taxibj_meteorology_not_covering_the_data_raises(tmp_path):
+    first = BJ_STARTS[13]
+    _, meteo = write_taxibj(tmp_path)
+    keep = sorted(k for k in meteo if k >= stamp(first + timedelta(days=9), 1))
+    with h5py.File(tmp_path / "TaxiBJ" / "BJ_Meteorology.h5", "w") as f:
+        f.create_dataset("date", data=np.array(keep, dtype="S10"))
+        f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keep]])
+        f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keep]))
+        f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keep]))
+    with pytest.raises(datasets.DataError, match="no entry at or before"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
+
+
+def test_taxibj_meteorology_scaling_ranges_are_kept(taxibj):
+    ds, _, meteo = taxibj
+    train_prev = {stamp_of_sid(s - 1, BJ_T) for s in ds.target_slots[:ds.n_train]}
+    winds = [meteo[k][1] for k in train_prev]
+    temps = [meteo[k][2] for k in train_prev]
+    assert ds.external_scaling["wind"] == pytest.approx([min(winds), max(winds)], rel=1e-6)
+    assert ds.external_scaling["temperature"] == pytest.approx([min(temps), max(temps)], rel=1e-6)
 
 
 def test_taxibj_missing_file_raises(tmp_path):
@@ -444,7 +470,6 @@ def test_taxibj_missing_file_raises(tmp_path):
 
 # ---- 6. BikeNYC, the real file ---------------------------------------------------------------------
 
-needs_bikenyc = pytest.mark.skipif(not BIKENYC_PATH.is_file(), reason="BikeNYC file not present")
 
 
 @pytest.fixture(scope="module")
@@ -455,7 +480,6 @@ def bikenyc():
     return ds, data, dates
 
 
-@needs_bikenyc
 def test_bikenyc_real_file(bikenyc):
     ds, data, dates = bikenyc
     assert data.shape == (4392, 2, 16, 8)
@@ -478,7 +502,6 @@ def test_bikenyc_real_file(bikenyc):
     assert ds.scaler.max == float(data[:first_test].max())
 
 
-@needs_bikenyc
 def test_bikenyc_too_many_test_days_raises():
     with pytest.raises(datasets.DataError):
         datasets.load_dataset("bikenyc", str(SHARED_DATA), 3, 4, 4, 160)

@@ -55,7 +55,6 @@ def test_paper_factor_hand_case():
     assert evaluation.paper_factor(np.ones((2, 4, 4, 2))) == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not BIKENYC_PATH.is_file(), reason="BikeNYC file not present")
 def test_paper_factor_bikenyc():
     with h5py.File(BIKENYC_PATH, "r") as f:
         data = f["data"][()]

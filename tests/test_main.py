@@ -47,9 +47,9 @@ def test_overrides_are_type_checked_and_applied():
 
 @pytest.mark.parametrize("arg, message", [
     ("--nope=1", "unknown param 'nope'"),
-    ("--lr=fast", "--lr takes a float"),
-    ("--batch_norm=1", "--batch_norm takes a bool"),
-    ("--len_closeness=2.5", "--len_closeness takes a int"),
+    ("--lr=fast", "--lr expects a value of type float"),
+    ("--batch_norm=1", "--batch_norm expects a value of type bool"),
+    ("--len_closeness=2.5", "--len_closeness expects a value of type int"),
     ("lr=1", "--key=value"),
 ])
 def test_bad_overrides_name_the_problem(arg, message):
@@ -75,6 +75,7 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--days_test=0"], "days_test must be >= 1"),
     (["--len_trend=-1"], "len_trend must be >= 0"),
     (["--dataset=paris"], "dataset must be one of"),
+    (["--seed=-1"], "seed must be >= 0"),
 ])
 def test_impossible_settings_are_rejected(args, message):
     main.apply_overrides(args)
@@ -85,7 +86,7 @@ def test_impossible_settings_are_rejected(args, message):
 def test_cli_errors_are_one_clear_line_and_leave_no_run_folder(tmp_path):
     result = run_main("--nb_filters=many", f"--out_dir={tmp_path / 'runs'}")
     assert result.returncode != 0
-    assert "error: --nb_filters takes a int" in result.stderr
+    assert "error: --nb_filters expects a value of type int" in result.stderr
     assert "Traceback" not in result.stderr
 
     result = run_main("--dataset=bikenyc", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'runs'}")
@@ -152,12 +153,24 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
         model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
     assert evaluation.rmse(ds.targets(rows), pred) == pytest.approx(metrics["rmse"], rel=1e-5)
 
-    # A second run never touches the first one's folder.
+    # The baselines, recomputed independently: X_{t-1} and the same weekday-and-slot mean.
+    target_pos = ds.index["target"][rows]
+    assert np.all(ds.slot_ids[target_pos - 1] == ds.slot_ids[target_pos] - 1)
+    assert evaluation.rmse(ds.targets(rows), ds.frames[target_pos - 1]) == pytest.approx(
+        metrics["rmse_last"], rel=1e-6)
+    history_pos = np.arange(ds.first_test_frame)
+    ha = np.stack([ds.frames[history_pos[(ds.slot_ids[history_pos] - s) % (7 * 24) == 0]].mean(0)
+                   for s in ds.slot_ids[target_pos]])
+    assert evaluation.rmse(ds.targets(rows), ha) == pytest.approx(metrics["rmse_ha"], rel=1e-6)
+
+    # The same command again: a new folder, the first one untouched, identical metrics (seeded).
     before = (run_dir / "metrics.json").read_bytes()
-    again = run_main(*TINY, "--epochs_cont=0", f"--data_dir={tmp_path / 'data'}",
-                     f"--out_dir={out}")
+    again = run_main(*TINY, f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list(out.iterdir())) == 2 and (run_dir / "metrics.json").read_bytes() == before
+    (second,) = [p for p in out.iterdir() if p != run_dir]
+    metrics2 = json.loads((second / "metrics.json").read_text())
+    assert metrics2["rmse"] == metrics["rmse"] and metrics2["mae"] == metrics["mae"]
 
 
 def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path):
@@ -181,3 +194,20 @@ def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path):
     assert tuple(model.inputs[3].shape) == (None, 28)  # 8 metadata + 1 holiday + 19 meteorology
     assert any(layer.__class__.__name__ == "BatchNormalization" for layer in model.layers)
     assert "paper: ST-ResNet L12-E-BN" in result.stdout
+    scaler = json.loads((run_dir / "scaler.json").read_text())
+    assert set(scaler["external"]) == {"wind", "temperature"}
+    assert scaler["external"]["wind"][0] < scaler["external"]["wind"][1]
+
+
+def test_results_table_compares_each_paper_row_in_its_own_convention():
+    m = {"flow_names": ["a", "b"], "paper_factor": 2.0}
+    for s in ("", "_ha", "_last"):
+        m.update({f"rmse{s}": 1.0, f"mae{s}": 1.0, f"rmse{s}_flow0": 1.0, f"rmse{s}_flow1": 1.0,
+                  f"rmse_paper{s}": 2.0})
+    taxibj = main.results_table(m, "taxibj").splitlines()
+    bikenyc = main.results_table(m, "bikenyc").splitlines()
+    header = taxibj[0]
+    (row,) = [line for line in taxibj if "L12-E-BN" in line]
+    assert row.rstrip().endswith("16.69") and len(row.rstrip()) == header.index("RMSE") + 4
+    (row,) = [line for line in bikenyc if "ST-ResNet (L=4)" in line]
+    assert row.rstrip().endswith("6.33") and len(row.rstrip()) == len(header)

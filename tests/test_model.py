@@ -70,7 +70,9 @@ def test_fusion_weight_starts_uniform_and_multiplies_elementwise():
     assert w.min() >= 0.0 and w.max() < 1.0 and w.std() > 0.2  # uniform [0, 1) has std 0.29
     np.testing.assert_allclose(y, x * w[None], rtol=1e-6)
     clone = modules.ParametricFusionWeight.from_config(layer.get_config())
-    assert clone.name == layer.name
+    clone.build(x.shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), y)
 
 
 # ---- an independent NumPy implementation of Eqs. 2-5 --------------------------------------------
