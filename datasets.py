@@ -265,7 +265,7 @@ def load_series(name, data_dir):
     if name == "synthetic":
         path = os.path.join(data_dir, SYNTHETIC_FILE)
         holiday_path = os.path.join(data_dir, SYNTHETIC_HOLIDAY)
-        if not (os.path.isfile(path) and os.path.isfile(holiday_path)):
+        if not synthetic_city.is_current(path, holiday_path):
             try:
                 synthetic_city.write(path, holiday_path)
             except OSError as err:

@@ -23,6 +23,7 @@ H, W, T = 16, 8, 24
 START, DAYS = "2014-04-01", 183
 HOLIDAYS = ("20140526", "20140704", "20140901")  # Memorial Day, Independence Day, Labor Day
 SEED = 20170204
+VERSION = f"synthetic_city 1, seed {SEED}"  # stored in the file; bump when generate() changes
 
 
 def gauss(x, mu, sd):
@@ -150,4 +151,16 @@ def write(path, holiday_path):
     with h5py.File(path + ".tmp", "w") as f:
         f.create_dataset("data", data=flows)
         f.create_dataset("date", data=dates)
+        f.attrs["generator"] = VERSION
     os.replace(path + ".tmp", path)
+
+
+def is_current(path, holiday_path):
+    """True when both files exist and the flow file was written by this version of generate()."""
+    if not (os.path.isfile(path) and os.path.isfile(holiday_path)):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("generator") == VERSION
+    except OSError:
+        return False

@@ -683,3 +683,15 @@ def test_synthetic_loader_writes_files(tmp_path):
     hol = ds.external[:, 8] == 1
     days = {from_sid(s, 24)[0] for s in ds.target_slots[hol]}
     assert days == {date(2014, 5, 26), date(2014, 7, 4), date(2014, 9, 1)}
+
+
+def test_synthetic_file_from_another_generator_version_is_rewritten(tmp_path):
+    path = tmp_path / "Synthetic" / "SYN_M16x8_T60_OutIn.h5"
+    datasets.load_dataset("synthetic", str(tmp_path), 3, 1, 1, 10)
+    with h5py.File(path, "r+") as f:
+        f.attrs["generator"] = "an older generator"
+        f["data"][0, 0, 0, 0] = 12345.0
+    ds = datasets.load_dataset("synthetic", str(tmp_path), 3, 1, 1, 10)
+    assert ds.frames.max() < 12345.0
+    with h5py.File(path, "r") as f:
+        assert f.attrs["generator"] == synthetic_city.VERSION
