@@ -12,10 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TensorFlow C++ logs (
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import ast  # noqa: E402
+import importlib  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -148,8 +150,27 @@ def write_history(path, history):
 
 # ---- training ------------------------------------------------------------------------------------
 
+def import_keras_quietly():
+    """Import Keras and TensorFlow with the C++ start-up notices that TensorFlow prints before its
+    log level applies (oneDNN, CUDA stub) hidden; they are shown if the import fails."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module("tensorflow")
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return importlib.import_module("keras")
+
+
 def build_and_compile(cfg, ds):
-    import keras  # imported here so that errors in settings and data are reported first
+    import keras
     import st_resnet
     model = st_resnet.build_model(
         map_height=ds.frames.shape[1], map_width=ds.frames.shape[2], nb_flow=ds.frames.shape[3],
@@ -275,7 +296,7 @@ def main(argv):
     run_dir = new_run_dir(cfg["out_dir"], cfg["dataset"])
     print(f"run folder: {run_dir}")
 
-    import keras
+    keras = import_keras_quietly()  # only now: errors in settings and data are reported first
     keras.utils.set_random_seed(cfg["seed"])
     model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")

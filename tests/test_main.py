@@ -137,6 +137,8 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     cfg = json.loads((run_dir / "params.json").read_text())
     assert cfg["nb_filters"] == 4 and cfg["nb_residual_unit"] == 1 and cfg["T"] == 24
     assert "ST-ResNet (this run)" in result.stdout and "HA (same weekday and slot)" in result.stdout
+    assert "oneDNN custom operations" not in result.stderr  # TensorFlow's start-up notices hidden
+    assert "Epoch 1/2" in result.stdout or "Epoch 1/2" in result.stderr  # Keras' progress shown
 
     # The run folder alone (model, scaler, params) reproduces the reported test RMSE. Importing
     # modules registers the fusion layer, so no custom_objects are needed.
