@@ -695,3 +695,13 @@ def test_synthetic_file_from_another_generator_version_is_rewritten(tmp_path):
     assert ds.frames.max() < 12345.0
     with h5py.File(path, "r") as f:
         assert f.attrs["generator"] == synthetic_city.VERSION
+
+
+def test_flow_file_in_the_wrong_layout_is_refused(tmp_path):
+    path = tmp_path / "channels_last.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.zeros((5, 16, 8, 2)))  # (n, H, W, 2): not the release's
+        f.create_dataset("date", data=np.array([stamp(date(2014, 4, 1), s) for s in range(1, 6)],
+                                               dtype="S10"))
+    with pytest.raises(datasets.DataError, match=r"must be \(n, 2, H, W\)"):
+        datasets.load_flow_file(str(path))

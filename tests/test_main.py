@@ -213,3 +213,10 @@ def test_results_table_compares_each_paper_row_in_its_own_convention():
     assert row.rstrip().endswith("16.69") and len(row.rstrip()) == header.index("RMSE") + 4
     (row,) = [line for line in bikenyc if "ST-ResNet (L=4)" in line]
     assert row.rstrip().endswith("6.33") and len(row.rstrip()) == len(header)
+
+
+def test_help_lists_every_param_and_exits_cleanly():
+    result = run_main("--help")
+    assert result.returncode == 0
+    for key in ("dataset", "len_closeness", "epochs_cont", "out_dir"):
+        assert f"--{key}=" in result.stdout
