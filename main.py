@@ -31,7 +31,8 @@ import params  # noqa: E402
 # this run's columns each compares with.
 PAPER_COLUMN = {"bikenyc": "rmse_paper", "taxibj": "rmse"}
 PAPER_ROWS = {
-    "bikenyc": [("ARIMA", 10.07), ("SARIMA", 10.56), ("VAR", 9.92), ("DeepST-CPTM", 7.43),
+    "bikenyc": [("ARIMA", 10.07), ("SARIMA", 10.56), ("VAR", 9.92), ("DeepST-C", 8.39),
+                ("DeepST-CP", 7.64), ("DeepST-CPT", 7.56), ("DeepST-CPTM", 7.43),
                 ("ST-ResNet (L=4)", 6.33)],
     "taxibj": [("HA", 57.69), ("ARIMA", 22.78), ("DeepST", 18.18), ("ST-ResNet L12-E", 16.89),
                ("ST-ResNet L12-E-BN", 16.69)],
@@ -184,39 +185,44 @@ def build_and_compile(cfg, ds):
     return model
 
 
-def train(model, ds, cfg):
-    """Stage 1: early stopping on the last validation_fraction of the training samples, best
-    weights kept. Stage 2: epochs_cont more epochs on the whole training set. -> history columns"""
-    import keras
-    n_fit = int(ds.n_train * (1 - cfg["validation_fraction"]))
+def split_rows(ds, validation_fraction):
+    """Stage 1's rows: the first (1 - validation_fraction) of the training samples fit, the rest
+    validate (as Keras' validation_split, which the official code used)."""
+    n_fit = int(ds.n_train * (1 - validation_fraction))
     if n_fit < 1 or n_fit >= ds.n_train:
         raise datasets.DataError(f"{ds.n_train} training samples cannot be split into training "
-                                 f"and validation by validation_fraction="
-                                 f"{cfg['validation_fraction']}")
-    fit_rows, val_rows, all_rows = (np.arange(n_fit), np.arange(n_fit, ds.n_train),
-                                    np.arange(ds.n_train))
-    bs, seed = cfg["batch_size"], cfg["seed"]
+                                 f"and validation by validation_fraction={validation_fraction}")
+    return np.arange(n_fit), np.arange(n_fit, ds.n_train)
+
+
+def train_stage1(model, ds, cfg, fit_rows, val_rows):
+    """Early stopping on the validation RMSE, best weights kept. -> history columns"""
+    import keras
     print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
           f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
     stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=cfg["patience"],
                                          restore_best_weights=True, verbose=1)
-    h1 = model.fit(datasets.make_tf_dataset(ds, fit_rows, bs, shuffle=True, seed=seed),
-                   validation_data=datasets.make_tf_dataset(ds, val_rows, bs),
-                   epochs=cfg["epochs"], callbacks=[stop], shuffle=False,  # tf.data shuffles
-                   verbose=cfg["verbose"]).history
-    history = {"stage": [1] * len(h1["loss"]), "loss": h1["loss"], "rmse": h1["rmse"],
-               "val_loss": h1["val_loss"], "val_rmse": h1["val_rmse"]}
-    if cfg["epochs_cont"]:
-        print(f"stage 2: {len(all_rows)} samples, {cfg['epochs_cont']} epochs")
-        h2 = model.fit(datasets.make_tf_dataset(ds, all_rows, bs, shuffle=True, seed=seed + 1),
-                       epochs=cfg["epochs_cont"], shuffle=False, verbose=cfg["verbose"]).history
-        n2 = len(h2["loss"])
-        history["stage"] += [2] * n2
-        history["loss"] += h2["loss"]
-        history["rmse"] += h2["rmse"]
-        history["val_loss"] += [float("nan")] * n2
-        history["val_rmse"] += [float("nan")] * n2
-    return history
+    h = model.fit(datasets.make_tf_dataset(ds, fit_rows, cfg["batch_size"], shuffle=True,
+                                           seed=cfg["seed"]),
+                  validation_data=datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
+                  epochs=cfg["epochs"], callbacks=[stop], shuffle=False,  # tf.data shuffles
+                  verbose=cfg["verbose"]).history
+    return {"stage": [1] * len(h["loss"]), "loss": h["loss"], "rmse": h["rmse"],
+            "val_loss": h["val_loss"], "val_rmse": h["val_rmse"]}
+
+
+def train_stage2(model, ds, cfg, history):
+    """epochs_cont more epochs on the whole training set; appends to the history columns."""
+    print(f"stage 2: {ds.n_train} samples, {cfg['epochs_cont']} epochs")
+    h = model.fit(datasets.make_tf_dataset(ds, np.arange(ds.n_train), cfg["batch_size"],
+                                           shuffle=True, seed=cfg["seed"] + 1),
+                  epochs=cfg["epochs_cont"], shuffle=False, verbose=cfg["verbose"]).history
+    n = len(h["loss"])
+    history["stage"] += [2] * n
+    history["loss"] += h["loss"]
+    history["rmse"] += h["rmse"]
+    history["val_loss"] += [float("nan")] * n
+    history["val_rmse"] += [float("nan")] * n
 
 
 # ---- evaluation and report -----------------------------------------------------------------------
@@ -238,7 +244,8 @@ def predict_test(model, ds):
 
 
 def test_metrics(ds, y_true, y_pred, baselines):
-    """Scores of the model (no suffix) and of each baseline (suffix), both RMSE conventions."""
+    """Scores of the model (no suffix) and of the other predictions (their suffix: baselines,
+    the model after stage 1), in both RMSE conventions."""
     factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
     metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
                "paper_factor": factor, "flow_names": list(datasets.FLOW_NAMES[ds.name])}
@@ -249,8 +256,9 @@ def test_metrics(ds, y_true, y_pred, baselines):
 
 
 def results_table(m, dataset):
-    rows = [("ST-ResNet (this run)", ""), ("HA (same weekday and slot)", "_ha"),
-            ("last frame", "_last")]
+    rows = [("ST-ResNet (this run)", ""), ("  after stage 1 only", "_stage1"),
+            ("HA (same weekday and slot)", "_ha"), ("last frame", "_last")]
+    rows = [(label, s) for label, s in rows if f"rmse{s}" in m]
     lines = [f"{'':28}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
              f"{'RMSE paper conv.':>18}"]
     for label, s in rows:
@@ -293,6 +301,7 @@ def main(argv):
           f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "
           f"{ds.external.shape[1]} external features")
     baselines = baseline_predictions(ds)
+    fit_rows, val_rows = split_rows(ds, cfg["validation_fraction"])
     run_dir = new_run_dir(cfg["out_dir"], cfg["dataset"])
     print(f"run folder: {run_dir}")
 
@@ -305,7 +314,11 @@ def main(argv):
                {**ds.scaler.to_dict(), "external": ds.external_scaling})
 
     start = time.time()
-    history = train(model, ds, cfg)
+    history = train_stage1(model, ds, cfg, fit_rows, val_rows)
+    # The test error of stage 1's best weights too, to show what stage 2 adds (not used to choose).
+    stage1_pred = predict_test(model, ds) if cfg["epochs_cont"] else None
+    if cfg["epochs_cont"]:
+        train_stage2(model, ds, cfg, history)
     train_seconds = time.time() - start
     write_history(os.path.join(run_dir, "history.csv"), history)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
@@ -313,7 +326,8 @@ def main(argv):
 
     y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
     y_pred = predict_test(model, ds)
-    metrics = test_metrics(ds, y_true, y_pred, baselines)
+    others = dict(baselines, **({"_stage1": stage1_pred} if stage1_pred is not None else {}))
+    metrics = test_metrics(ds, y_true, y_pred, others)
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params())
     write_json(os.path.join(run_dir, "metrics.json"), metrics)

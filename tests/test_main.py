@@ -130,6 +130,8 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     assert metrics["dataset"] == "synthetic" and metrics["n_test"] == 240
     assert metrics["n_train"] == 3720 - 240
     assert metrics["rmse_paper"] == pytest.approx(metrics["rmse"] * np.sqrt(128 / 81))
+    assert metrics["rmse_stage1"] != metrics["rmse"]  # stage 2 changed the weights
+    assert "after stage 1 only" in result.stdout
     assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
     history = list(csv.DictReader((run_dir / "history.csv").open()))
