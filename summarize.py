@@ -1,0 +1,75 @@
+"""Mean ± standard deviation over several run folders written by main.py (e.g. one per seed).
+
+    for s in 1 2 3; do python main.py --dataset=bikenyc --seed=$s; done
+    python summarize.py runs/bikenyc-*
+
+Prints one table (model, model after stage 1, baselines; RMSE on all cells, in the paper's
+convention, MAE, per flow) and the settings in which the runs differ. Runs of different data sets
+or with different settings other than the seed are refused unless --mixed is given.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+ROWS = [("ST-ResNet", ""), ("  after stage 1 only", "_stage1"), ("HA", "_ha"),
+        ("last frame", "_last")]
+COLUMNS = [("RMSE", "rmse{}"), ("RMSE paper conv.", "rmse_paper{}"), ("MAE", "mae{}"),
+           ("RMSE flow0", "rmse{}_flow0"), ("RMSE flow1", "rmse{}_flow1")]
+
+
+def load_run(folder):
+    paths = [os.path.join(folder, name) for name in ("metrics.json", "params.json")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"{folder} is not a finished run folder: {path} is missing")
+    with open(paths[0]) as f, open(paths[1]) as g:
+        return json.load(f), json.load(g)
+
+
+def differing_settings(configs):
+    """Settings (other than seed, folders and verbosity) whose values differ between runs."""
+    keys = sorted(set().union(*configs) - {"seed", "out_dir", "data_dir", "verbose"})
+    return {k: sorted({json.dumps(c.get(k)) for c in configs}) for k in keys
+            if len({json.dumps(c.get(k)) for c in configs}) > 1}
+
+
+def mean_std(values):
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def summary_table(metrics):
+    lines = [f"{'':22}" + "".join(f"{name:>20}" for name, _ in COLUMNS)]
+    for label, suffix in ROWS:
+        if all(key.format(suffix) in m for m in metrics for _, key in COLUMNS):
+            lines.append(f"{label:22}" + "".join(
+                f"{mean_std([m[key.format(suffix)] for m in metrics]):>20}" for _, key in COLUMNS))
+    minutes = [m["train_seconds"] / 60 for m in metrics]
+    lines.append(f"{len(metrics)} runs (mean ± sample std); training time {mean_std(minutes)} min")
+    return "\n".join(lines)
+
+
+def main(argv):
+    mixed = "--mixed" in argv
+    folders = [a for a in argv if a != "--mixed"]
+    if not folders:
+        raise ValueError("usage: python summarize.py [--mixed] RUN_FOLDER [RUN_FOLDER ...]")
+    runs = [load_run(folder) for folder in folders]
+    metrics, configs = [r[0] for r in runs], [r[1] for r in runs]
+    differ = differing_settings(configs)
+    if differ and not mixed:
+        raise ValueError(f"the runs differ in more than the seed: {differ}; pass --mixed to "
+                         f"summarize them anyway")
+    print(f"{configs[0]['dataset']}: seeds {sorted(c['seed'] for c in configs)}")
+    print(summary_table(metrics))
+    if differ:
+        print(f"settings that differ: {differ}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except ValueError as err:
+        sys.exit(f"error: {err}")

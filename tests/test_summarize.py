@@ -1,0 +1,49 @@
+"""summarize.py: mean ± std over run folders, refusing runs that differ in more than the seed."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pytest  # noqa: E402
+
+import summarize  # noqa: E402
+
+
+def fake_run(folder, seed, rmse, lr=0.0002):
+    folder.mkdir(parents=True)
+    metrics = {"train_seconds": 600.0}
+    for suffix, value in (("", rmse), ("_ha", 6.5), ("_last", 9.0)):
+        metrics.update({f"rmse{suffix}": value, f"rmse_paper{suffix}": 2 * value,
+                        f"mae{suffix}": value / 2, f"rmse{suffix}_flow0": value,
+                        f"rmse{suffix}_flow1": value})
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "params.json").write_text(json.dumps({"dataset": "bikenyc", "seed": seed, "lr": lr,
+                                                    "out_dir": str(folder.parent)}))
+    return str(folder)
+
+
+def test_mean_and_sample_std_over_seeds(tmp_path, capsys):
+    runs = [fake_run(tmp_path / f"r{s}", s, rmse) for s, rmse in ((1, 4.0), (2, 5.0), (3, 6.0))]
+    summarize.main(runs)
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("ST-ResNet")]
+    assert "5.000 ± 1.000" in row and "10.000 ± 2.000" in row and "2.500 ± 0.500" in row
+    (ha,) = [line for line in out.splitlines() if line.startswith("HA")]
+    assert "6.500 ± 0.000" in ha
+    assert "seeds [1, 2, 3]" in out and "3 runs" in out
+    assert "after stage 1" not in out  # absent from these runs' metrics
+
+
+def test_runs_that_differ_beyond_the_seed_are_refused_unless_mixed(tmp_path, capsys):
+    runs = [fake_run(tmp_path / "a", 1, 4.0), fake_run(tmp_path / "b", 2, 5.0, lr=0.001)]
+    with pytest.raises(ValueError, match="differ in more than the seed.*lr"):
+        summarize.main(runs)
+    summarize.main(["--mixed"] + runs)
+    assert "settings that differ: {'lr'" in capsys.readouterr().out
+
+
+def test_unfinished_run_folder_is_named(tmp_path):
+    (tmp_path / "half").mkdir()
+    with pytest.raises(ValueError, match="half is not a finished run folder"):
+        summarize.main([str(tmp_path / "half")])
