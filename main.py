@@ -64,7 +64,7 @@ def apply_overrides(argv):
     known = settable_params()
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__ + "\nparams (see params.py for what each means):\n" + "\n".join(
-            f"  --{k}={v!r}" for k, v in sorted(known.items()) if k != "DATASET_DEFAULTS"))
+            f"  --{k}={v!r}" for k, v in sorted(known.items())))
         sys.exit(0)
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
