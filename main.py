@@ -20,6 +20,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 import datasets  # noqa: E402
@@ -136,6 +137,16 @@ def new_run_dir(out_dir, dataset):
 def write_json(path, obj):
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def write_predictions(path, y_pred, y_true, slots, T):
+    """Test predictions in the release layout ('data' (n, 2, H, W) on the original scale, 'date'
+    YYYYMMDD + slot) with the true frames beside them ('truth', same layout)."""
+    with h5py.File(path + ".tmp", "w") as f:
+        f.create_dataset("data", data=np.moveaxis(y_pred, -1, 1))
+        f.create_dataset("truth", data=np.moveaxis(y_true, -1, 1))
+        f.create_dataset("date", data=np.char.encode(datasets.format_timestamps(slots, T), "ascii"))
     os.replace(path + ".tmp", path)
 
 
@@ -331,6 +342,8 @@ def main(argv):
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params())
     write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
+                      ds.target_slots[ds.n_train:], ds.T)
     save_plots(run_dir, ds, history, y_true, y_pred)
     print(results_table(metrics, cfg["dataset"]))
     print(f"trained in {train_seconds:.0f} s; everything is in {run_dir}")

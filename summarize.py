@@ -5,12 +5,14 @@
 
 Prints one table (model, model after stage 1, baselines; RMSE on all cells, in the paper's
 convention, MAE, per flow) and the settings in which the runs differ. Runs of different data sets
-or with different settings other than the seed are refused unless --mixed is given.
+or with different settings other than the seed are refused unless --mixed is given. The last row
+is the ensemble: the mean of the runs' test predictions (test_predictions.h5), scored once.
 """
 import json
 import os
 import sys
 
+import h5py
 import numpy as np
 
 ROWS = [("ST-ResNet", ""), ("  after stage 1 only", "_stage1"), ("HA", "_ha"),
@@ -40,6 +42,24 @@ def mean_std(values):
     return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
+def ensemble_scores(folders, paper_factor):
+    """RMSE, paper-convention RMSE and MAE of the mean of the runs' test predictions."""
+    preds, truth, dates = [], None, None
+    for folder in folders:
+        path = os.path.join(folder, "test_predictions.h5")
+        if not os.path.isfile(path):
+            return None  # written by main.py since predictions are kept; older runs lack it
+        with h5py.File(path, "r") as f:
+            preds.append(f["data"][()])
+            if dates is None:
+                truth, dates = f["truth"][()], f["date"][()]
+            elif not np.array_equal(dates, f["date"][()]):
+                raise ValueError(f"{path}: its test slots differ from {folders[0]}'s")
+    err = np.mean(preds, axis=0) - truth
+    rmse = float(np.sqrt(np.mean(err ** 2)))
+    return {"rmse": rmse, "rmse_paper": rmse * paper_factor, "mae": float(np.mean(np.abs(err)))}
+
+
 def summary_table(metrics):
     lines = [f"{'':22}" + "".join(f"{name:>20}" for name, _ in COLUMNS)]
     for label, suffix in ROWS:
@@ -64,6 +84,10 @@ def main(argv):
                          f"summarize them anyway")
     print(f"{configs[0]['dataset']}: seeds {sorted(c['seed'] for c in configs)}")
     print(summary_table(metrics))
+    ensemble = ensemble_scores(folders, metrics[0].get("paper_factor", 1.0))
+    if ensemble is not None:
+        print(f"ensemble (mean prediction of the {len(folders)} runs): RMSE {ensemble['rmse']:.3f}, "
+              f"paper conv. {ensemble['rmse_paper']:.3f}, MAE {ensemble['mae']:.3f}")
     if differ:
         print(f"settings that differ: {differ}")
 

@@ -118,6 +118,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     (run_dir,) = list(out.iterdir())
     files = {p.name for p in run_dir.iterdir()}
     assert {"metrics.json", "model.keras", "scaler.json", "params.json", "history.csv",
+            "test_predictions.h5",
             "learning_curves.png", "maps_busiest_slot.png", "series_busiest_region.png"} <= files
     assert not any("tmp" in f for f in files)
     for png in ("learning_curves.png", "maps_busiest_slot.png", "series_busiest_region.png"):
@@ -156,6 +157,15 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     pred = ds.scaler.inverse_transform(
         model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
     assert evaluation.rmse(ds.targets(rows), pred) == pytest.approx(metrics["rmse"], rel=1e-5)
+
+    # The test predictions file: the release layout, the truth beside it, the reported RMSE.
+    import h5py
+    with h5py.File(run_dir / "test_predictions.h5", "r") as f:
+        assert f["data"].shape == (240, 2, 16, 8) and f["truth"].shape == (240, 2, 16, 8)
+        np.testing.assert_array_equal(f["truth"][()], np.moveaxis(ds.targets(rows), -1, 1))
+        assert f["date"][0] == datasets.format_timestamps(ds.target_slots[ds.n_train:][:1], 24)[0].encode()
+        err = f["data"][()] - f["truth"][()]
+    assert np.sqrt(np.mean(err ** 2)) == pytest.approx(metrics["rmse"], rel=1e-5)
 
     # The baselines, recomputed independently: X_{t-1} and the same weekday-and-slot mean.
     target_pos = ds.index["target"][rows]

@@ -47,3 +47,30 @@ def test_unfinished_run_folder_is_named(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(ValueError, match="half is not a finished run folder"):
         summarize.main([str(tmp_path / "half")])
+
+
+def write_predictions(folder, pred, dates=("2014093001", "2014093002")):
+    import h5py
+    import numpy as np
+    with h5py.File(folder / "test_predictions.h5", "w") as f:
+        f.create_dataset("data", data=np.asarray(pred, dtype=float))
+        f.create_dataset("truth", data=np.zeros((2, 2, 1, 1)))
+        f.create_dataset("date", data=np.array(dates, dtype="S10"))
+
+
+def test_ensemble_scores_the_mean_prediction(tmp_path, capsys):
+    a, b = fake_run(tmp_path / "a", 1, 1.0), fake_run(tmp_path / "b", 2, 1.0)
+    write_predictions(tmp_path / "a", [[[[1.0]], [[3.0]]], [[[1.0]], [[3.0]]]])
+    write_predictions(tmp_path / "b", [[[[-1.0]], [[1.0]]], [[[-1.0]], [[1.0]]]])
+    summarize.main([a, b])
+    # mean prediction: 0 and 2 against truth 0 -> RMSE sqrt(2), MAE 1
+    out = capsys.readouterr().out
+    assert "ensemble (mean prediction of the 2 runs): RMSE 1.414" in out and "MAE 1.000" in out
+
+
+def test_ensemble_refuses_runs_with_different_test_slots(tmp_path):
+    a, b = fake_run(tmp_path / "a", 1, 1.0), fake_run(tmp_path / "b", 2, 1.0)
+    write_predictions(tmp_path / "a", [[[[0.0]], [[0.0]]]] * 2)
+    write_predictions(tmp_path / "b", [[[[0.0]], [[0.0]]]] * 2, dates=("2014093001", "2014093003"))
+    with pytest.raises(ValueError, match="test slots differ"):
+        summarize.main([a, b])
