@@ -225,6 +225,10 @@ FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow
 Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteorology_path")
 
 
+def flow_names(name):
+    return FLOW_NAMES.get(name, ("flow0", "flow1"))
+
+
 class FlowDataset:
     """A data set ready for ST-ResNet: raw frames, the sample index, external features, the split
     and the scaler fitted on the frames before the first test target.
@@ -234,10 +238,12 @@ class FlowDataset:
     wind and temperature, if used); n_train, n_test; scaler.
     """
 
-    def __init__(self, frames, slot_ids, T, index, external, n_test, name, external_scaling=None):
+    def __init__(self, frames, slot_ids, T, index, external, n_test, name, external_scaling=None,
+                 dropped_days=()):
         self.frames, self.slot_ids, self.T, self.index = frames, slot_ids, T, index
         self.external, self.n_test, self.name = external, n_test, name
         self.external_scaling = external_scaling or {}
+        self.dropped_days = list(dropped_days)  # 'YYYYMMDD' of incomplete days removed on load
         self.n_samples = len(index["target"])
         self.n_train = self.n_samples - n_test
         # Frames the model may learn from: everything before the first test target.
@@ -254,8 +260,39 @@ class FlowDataset:
         return self.frames[self.index["target"][rows]]
 
 
-def load_series(name, data_dir):
-    """The frames, slot ids, T and side-file paths of a named data set."""
+def infer_slots_per_day(dates, source):
+    """T of a flow file: its largest slot number, which must divide a day into whole minutes."""
+    text = as_text(dates)
+    bad = [d for d in text if len(d) != 10 or not d.isdigit()]
+    if bad:
+        raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot, found {bad[0]!r}")
+    T = max(int(d[8:]) for d in text)
+    if T < 1 or 1440 % T:
+        raise DataError(f"{source}: the largest slot number is {T}, which does not divide a day "
+                        f"into equal slots; give the number of slots a day with --slots_per_day=")
+    return T
+
+
+def load_files(paths, T=None):
+    """Your own flow files in the release layout, concatenated; T inferred unless given."""
+    loaded = []
+    for path in paths:
+        require_file(path, "A flow file is HDF5 with 'data' (n, 2, H, W) and 'date' YYYYMMDD + "
+                           "slot (data/README.md, 'Formats').")
+        loaded.append((path,) + load_flow_file(path))
+    for path, frames, _ in loaded[1:]:
+        if frames.shape[1:] != loaded[0][1].shape[1:]:
+            raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
+                            f"{loaded[0][1].shape[1:3]}; the files must share one grid")
+    if T is None:
+        T = max(infer_slots_per_day(dates, path) for path, _, dates in loaded)
+    slots = [parse_timestamps(dates, T, source=path) for path, _, dates in loaded]
+    return Series(np.concatenate([f for _, f, _ in loaded]), np.concatenate(slots), T, None, None)
+
+
+def load_series(name, data_dir, T=None):
+    """The frames, slot ids, T and side-file paths of a named data set, or of flow files (a
+    comma-separated list of paths)."""
     if name == "bikenyc":
         path = os.path.join(data_dir, BIKENYC_FILE)
         require_file(path, "Get NYC14_M16x8_T60_NewEnd.h5 as data/README.md describes and put it "
@@ -278,20 +315,14 @@ def load_series(name, data_dir):
         for path in paths:
             require_file(path, "Get the TaxiBJ release as data/README.md describes and put its "
                                "files in <data_dir>/TaxiBJ/.")
-        all_frames, all_slots = [], []
-        for path in paths:
-            frames, dates = load_flow_file(path)
-            if all_frames and frames.shape[1:] != all_frames[0].shape[1:]:
-                raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
-                                f"{all_frames[0].shape[1:3]}; all TaxiBJ files share one grid")
-            slots = parse_timestamps(dates, 48, source=path)
-            keep = complete_days_mask(slots, 48)  # the official pipeline drops incomplete days
-            all_frames.append(frames[keep])
-            all_slots.append(slots[keep])
-        return Series(np.concatenate(all_frames), np.concatenate(all_slots), 48,
-                      os.path.join(data_dir, TAXIBJ_HOLIDAY),
-                      os.path.join(data_dir, TAXIBJ_METEOROLOGY))
-    raise DataError(f"unknown dataset {name!r}; expected one of synthetic, bikenyc, taxibj")
+        return load_files(paths, 48)._replace(holiday_path=os.path.join(data_dir, TAXIBJ_HOLIDAY),
+                                              meteorology_path=os.path.join(data_dir,
+                                                                            TAXIBJ_METEOROLOGY))
+    paths = [p.strip() for p in name.split(",")]
+    if not all(p.endswith((".h5", ".hdf5")) for p in paths):
+        raise DataError(f"unknown dataset {name!r}; expected synthetic, bikenyc, taxibj or the "
+                        f"path(s) of HDF5 flow files")
+    return load_files(paths, T)
 
 
 def external_features(series, target_slots, n_train, use_meta, use_holiday, use_meteorology,
@@ -324,15 +355,29 @@ def external_features(series, target_slots, n_train, use_meta, use_holiday, use_
 
 
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
-                 use_meta=True, use_holiday=False, use_meteorology=False):
-    """Load a named data set and build its samples, external features and split."""
-    series = load_series(name, data_dir)
+                 use_meta=True, use_holiday=False, use_meteorology=False, slots_per_day=None,
+                 holiday_file="", meteorology_file=""):
+    """Load a data set (named, or flow files) and build its samples, external features and split.
+    Slots are put in time order; duplicate time stamps are an error; days lacking any of their
+    slots are dropped first, as the official TaxiBJ pipeline does."""
+    series = load_series(name, data_dir, slots_per_day)
+    if holiday_file:
+        series = series._replace(holiday_path=holiday_file)
+    if meteorology_file:
+        series = series._replace(meteorology_path=meteorology_file)
     T = series.T
     order = np.argsort(series.slot_ids, kind="stable")
     frames, slot_ids = series.frames[order], series.slot_ids[order]
     if len(np.unique(slot_ids)) != len(slot_ids):
         dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], T)
-        raise DataError(f"{name}: duplicate time stamps, e.g. {list(dup)}")
+        raise DataError(f"{name}: duplicate time stamps, e.g. {', '.join(dup)}; each slot may "
+                        f"appear once")
+    complete = complete_days_mask(slot_ids, T)
+    dropped = sorted({d[:8] for d in format_timestamps(slot_ids[~complete], T)}) \
+        if not complete.all() else []
+    frames, slot_ids = frames[complete], slot_ids[complete]
+    if len(slot_ids) == 0:
+        raise DataError(f"{name}: no day has all its {T} slots; is slots_per_day right?")
 
     index = build_index(slot_ids, T, len_closeness, len_period, len_trend)
     n_test = days_test * T
@@ -344,7 +389,7 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                         f"at least 2 more; shorten days_test or the window lengths")
     external, scaling = external_features(series, slot_ids[index["target"]], n_samples - n_test,
                                           use_meta, use_holiday, use_meteorology, name)
-    return FlowDataset(frames, slot_ids, T, index, external, n_test, name, scaling)
+    return FlowDataset(frames, slot_ids, T, index, external, n_test, name, scaling, dropped)
 
 
 # ---- input pipeline (the one place that uses tf.data) ----------------------------------------------

@@ -88,14 +88,23 @@ def apply_overrides(argv):
 def resolve_config():
     """All params as a dict, None replaced by the chosen data set's default, then validated."""
     cfg = settable_params()
-    if cfg["dataset"] not in params.DATASET_DEFAULTS:
-        raise ConfigError(f"dataset must be one of {sorted(params.DATASET_DEFAULTS)}, "
-                          f"got {cfg['dataset']!r}")
-    defaults = params.DATASET_DEFAULTS[cfg["dataset"]]
-    cfg["T"] = defaults["T"]
+    named = [k for k in params.DATASET_DEFAULTS if k != "file"]
+    kind = cfg["dataset"] if cfg["dataset"] in named else "file"
+    if kind == "file" and not all(p.strip().endswith((".h5", ".hdf5"))
+                                  for p in cfg["dataset"].split(",")):
+        raise ConfigError(f"dataset must be one of {named}, or the path of an HDF5 flow file "
+                          f"(.h5), or several separated by commas; got {cfg['dataset']!r}")
+    defaults = params.DATASET_DEFAULTS[kind]
+    if kind != "file" and cfg["slots_per_day"] not in (None, defaults["slots_per_day"]):
+        raise ConfigError(f"{kind} has {defaults['slots_per_day']} slots a day; leave "
+                          f"slots_per_day unset for it")
     for key, value in cfg.items():
         if value is None:
             cfg[key] = defaults[key]
+    for use, path in (("use_holiday", "holiday_file"), ("use_meteorology", "meteorology_file")):
+        if cfg[use] is None:  # a file's side features follow from the side files given
+            cfg[use] = bool(cfg[path])
+    cfg["T"] = cfg["slots_per_day"]  # None for a file until it is read
     lengths = [cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]]
     for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont"):
         if cfg[key] < 0:
@@ -259,7 +268,7 @@ def test_metrics(ds, y_true, y_pred, baselines):
     the model after stage 1), in both RMSE conventions."""
     factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
     metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
-               "paper_factor": factor, "flow_names": list(datasets.FLOW_NAMES[ds.name])}
+               "paper_factor": factor, "flow_names": list(datasets.flow_names(ds.name))}
     for suffix, pred in {"": y_pred, **baselines}.items():
         metrics.update(evaluation.scores(y_true, pred, suffix))
         metrics[f"rmse_paper{suffix}"] = metrics[f"rmse{suffix}"] * factor
@@ -288,7 +297,7 @@ def results_table(m, dataset):
 
 def save_plots(run_dir, ds, history, y_true, y_pred):
     import plots
-    names = datasets.FLOW_NAMES[ds.name]
+    names = datasets.flow_names(ds.name)
     stamps = datasets.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
     plots.learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
     busy = int(np.argmax(y_true.sum(axis=(1, 2, 3))))
@@ -306,14 +315,20 @@ def main(argv):
     ds = datasets.load_dataset(
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
-        cfg["use_meteorology"])
+        cfg["use_meteorology"], cfg["slots_per_day"], cfg["holiday_file"],
+        cfg["meteorology_file"])
+    cfg["T"] = cfg["slots_per_day"] = ds.T
+    if ds.dropped_days:
+        print(f"dropped {len(ds.dropped_days)} day(s) lacking some of their {ds.T} slots: "
+              f"{', '.join(ds.dropped_days[:5])}{' ...' if len(ds.dropped_days) > 5 else ''}")
     first_test = datasets.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
     print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
           f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "
           f"{ds.external.shape[1]} external features")
     baselines = baseline_predictions(ds)
     fit_rows, val_rows = split_rows(ds, cfg["validation_fraction"])
-    run_dir = new_run_dir(cfg["out_dir"], cfg["dataset"])
+    run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
+    run_dir = new_run_dir(cfg["out_dir"], run_name)
     print(f"run folder: {run_dir}")
 
     keras = import_keras_quietly()  # only now: errors in settings and data are reported first

@@ -7,15 +7,19 @@ A value of None means "the default of the chosen data set", taken from DATASET_D
 """
 
 # ---- data -------------------------------------------------------------------------------------
-dataset = "synthetic"      # synthetic | bikenyc | taxibj ; synthetic is built in, needs no download
+dataset = "synthetic"      # synthetic | bikenyc | taxibj (synthetic is built in, needs no download),
+                           # or the path of your own HDF5 flow file(s), comma-separated (data/README.md)
 data_dir = "data"          # holds BikeNYC/, TaxiBJ/ and Synthetic/ (see data/README.md)
+slots_per_day = None       # T; a named data set has its own, a file's is its largest slot number
+holiday_file = ""          # a holiday list (one YYYYMMDD a line) replacing the data set's own
+meteorology_file = ""      # a meteorology file in the BJ_Meteorology.h5 format, likewise
 len_closeness = None       # recent slots t-1 .. t-lc fed to the closeness branch (0 switches it off)
 len_period = None          # same slot on the lp previous days (0 switches the period branch off)
 len_trend = None           # same slot on the lq previous weeks (0 switches the trend branch off)
 days_test = None           # the last days_test * T samples are the test set
 use_meta = True            # day-of-week one-hot + weekday flag of the target slot (8 features)
-use_holiday = None         # holiday flag of the target date (needs the data set's holiday list)
-use_meteorology = None     # weather of slot t-1, temperature, wind speed (TaxiBJ only, 19 features)
+use_holiday = None         # holiday flag of the target date (needs a holiday list)
+use_meteorology = None     # weather of slot t-1, wind speed, temperature (needs a meteorology file)
 
 # ---- model ------------------------------------------------------------------------------------
 nb_residual_unit = None    # L, residual units per branch (paper: 12 TaxiBJ, 4 BikeNYC)
@@ -37,17 +41,22 @@ verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 on
 out_dir = "runs"           # each run writes a new folder out_dir/<dataset>-<time>; never overwrites
 
 # The paper's settings per data set, used wherever a global above is None.
-# T: slots per day. epochs: the official scripts' 500 for the real sets. The built-in synthetic set
+# slots_per_day: T. epochs: the official scripts' 500 for the real sets. The built-in synthetic set
 # is a quick demonstration, not the paper's setting: a smaller network (2 units of 32 filters) and
 # fewer epochs, so that `python main.py` ends in about 4 minutes on 2 CPU cores.
 DATASET_DEFAULTS = {
-    "taxibj": dict(T=48, len_closeness=3, len_period=1, len_trend=1, days_test=28,
+    "taxibj": dict(slots_per_day=48, len_closeness=3, len_period=1, len_trend=1, days_test=28,
                    nb_residual_unit=12, nb_filters=64, epochs=500, patience=2, epochs_cont=100,
                    use_holiday=True, use_meteorology=True),
-    "bikenyc": dict(T=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
+    "bikenyc": dict(slots_per_day=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
                     nb_residual_unit=4, nb_filters=64, epochs=500, patience=5, epochs_cont=100,
                     use_holiday=False, use_meteorology=False),
-    "synthetic": dict(T=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
+    "synthetic": dict(slots_per_day=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
                       nb_residual_unit=2, nb_filters=32, epochs=60, patience=5, epochs_cont=5,
                       use_holiday=True, use_meteorology=False),
+    # Your own flow files: the paper's protocol and TaxiBJ's window lengths; holiday and
+    # meteorology features are used when their files are given.
+    "file": dict(slots_per_day=None, len_closeness=3, len_period=1, len_trend=1, days_test=7,
+                 nb_residual_unit=4, nb_filters=64, epochs=500, patience=5, epochs_cont=100,
+                 use_holiday=None, use_meteorology=None),
 }

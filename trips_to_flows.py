@@ -1,0 +1,335 @@
+"""Raw trip records (CSV) -> an in/out-flow HDF5 file in the release layout that
+datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T.
+
+    python trips_to_flows.py flows.h5 trips.csv [more.csv ...] --bbox=40.66,40.80,-74.03,-73.93 \
+        --grid=16x8 --minutes=60 [--columns=citibike] [--start=20210101 --end=20210131] [--overwrite]
+
+Flows (the paper's definitions, BikeNYC's order): flow 0 = outflow ("new-flow"), the trips that
+start in a region during a slot, by start time and place; flow 1 = inflow ("end-flow"), the trips
+that end there, by end time and place. The two ends of a trip are counted independently.
+Grid: row 0 is the north edge (largest latitude), column 0 the west edge. A point's cell is
+row = floor((lat_max - lat) / (lat_max - lat_min) * H), col = floor((lon - lon_min) / (lon_max -
+lon_min) * W): a point on an internal grid line belongs to the cell south / east of it; points on
+the outer edges are inside (lat_min -> last row, lon_max -> last column).
+Time stamps are local naive times: 'YYYY-MM-DD HH:MM:SS[.fff]', 'YYYY-MM-DDTHH:MM:SS[.fff]' or
+'M/D/YYYY H:MM[:SS]'. Every trip end that is not counted is counted under a reason in the report
+(returned, printed, and written to <output>.report.json); blank lines are not records.
+"""
+import argparse
+import csv
+import json
+import operator
+import os
+import sys
+import time
+
+import h5py
+import numpy as np
+
+import datasets
+
+CHUNK_ROWS = 250_000  # rows parsed at once: bounds memory (a few hundred MB) whatever the file size
+FLOWS = ("outflow (new-flow: trips started)", "inflow (end-flow: trips ended)")
+# The fields in the order convert() wants them: start time, end time, start lat/lon, end lat/lon.
+COLUMN_PRESETS = {"citibike": [
+    ("starttime", "stoptime", "start station latitude", "start station longitude",
+     "end station latitude", "end station longitude"),                          # 2013-2020 files
+    ("started_at", "ended_at", "start_lat", "start_lng", "end_lat", "end_lng")]}  # 2021+ files
+END_REASONS = ("bad time", "bad coordinates", "outside the box", "outside the time range")
+ROW_REASONS = ("row too short", "end before start")  # these drop both ends of the row
+REASONS = ROW_REASONS + tuple(f"{end}: {r}" for end in ("start", "end") for r in END_REASONS)
+NO_LIMIT = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)  # slot range when none is given
+
+
+class TripError(ValueError):
+    """A problem a user can fix: bad settings, a missing file or column, an existing output."""
+
+
+# ---- parsing ---------------------------------------------------------------------------------------
+
+def digit_runs(text, count=8):
+    """Split strings into runs of digits and the characters between them, vectorised.
+
+    -> numbers (n, count + 1) int64 (saturated at 10**9), seps (n, count + 1) code points of the
+    separators in order, n_numbers (n,), n_seps (n,); runs past `count` land in the last column.
+    """
+    codes = text.view(np.uint32).reshape(len(text), -1)   # (n, width); 0 pads short strings
+    n = len(text)
+    numbers, seps = np.zeros((n, count + 1), np.int64), np.zeros((n, count + 1), np.int64)
+    n_numbers, n_seps = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    current, in_run = np.zeros(n, np.int64), np.zeros(n, bool)
+    # One pass over the character columns plus a padding column that closes the last run; only
+    # the few rows where a run ends or a separator appears are touched by fancy indexing.
+    for column in [*codes.T, np.zeros(n, np.uint32)]:
+        digit = (column >= 48) & (column <= 57)
+        ended = np.flatnonzero(in_run & ~digit)
+        numbers[ended, np.minimum(n_numbers[ended], count)] = current[ended]
+        n_numbers[ended] += 1
+        current = np.where(digit, np.minimum(current * 10 + column - 48, 10**9), 0)
+        other = np.flatnonzero(~digit & (column != 0))
+        seps[other, np.minimum(n_seps[other], count)] = column[other]
+        n_seps[other] += 1
+        in_run = digit
+    return numbers, seps, n_numbers, n_seps
+
+
+def parse_times(strings):
+    """Time-stamp strings -> datetime64[s] (fractional seconds dropped), NaT where unparseable."""
+    text = np.strings.strip(np.asarray(strings, dtype=str))
+    if len(text) == 0:
+        return np.zeros(0, "datetime64[s]")
+    v, s, n_v, n_s = digit_runs(text)
+    # Numbers and single separators must alternate (n_v == n_s + 1) in one of the two layouts.
+    alternate = n_v == n_s + 1
+    iso = (alternate & np.all(s[:, [0, 1, 3, 4]] == [ord(c) for c in "--::"], axis=1)
+           & np.isin(s[:, 2], [ord(" "), ord("T")]) & ((n_s == 5) | (n_s == 6) & (s[:, 5] == ord("."))))
+    us = (alternate & np.all(s[:, :4] == [ord(c) for c in "// :"], axis=1)
+          & ((n_s == 4) | (n_s == 5) & (s[:, 4] == ord(":"))))
+    year = np.where(iso, v[:, 0], v[:, 2])
+    month, day = np.where(iso, v[:, 1], v[:, 0]), np.where(iso, v[:, 2], v[:, 1])
+    ok = (iso | us) & (year >= 1000) & (year <= 9999) & (month >= 1) & (month <= 12)
+    month_start = np.where(ok, (year - 1970) * 12 + month - 1, 0).astype("datetime64[M]")
+    first_day = month_start.astype("datetime64[D]")
+    ok &= (day >= 1) & (day <= ((month_start + 1).astype("datetime64[D]") - first_day).astype(int))
+    hour, minute, second = v[:, 3], v[:, 4], v[:, 5]   # 'M/D/YYYY H:MM' leaves v[:, 5] = 0
+    ok &= (hour < 24) & (minute < 60) & (second < 60)
+    seconds = first_day.astype(np.int64) * 86400 + (day - 1) * 86400 + hour * 3600 + minute * 60
+    return np.where(ok, seconds + second, np.iinfo(np.int64).min).astype("datetime64[s]")
+
+
+def to_float(text):
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def parse_coordinates(strings):
+    """Coordinate strings -> float64, NaN where missing, not a number, or not finite."""
+    try:
+        values = np.array(strings, dtype=np.float64)
+    except ValueError:  # some value in this chunk is bad: only then convert one by one
+        values = np.array([to_float(t) for t in strings], dtype=np.float64)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def slot_of(times, minutes):
+    """datetime64 -> slot numbers day * T + slot - 1 (datasets' numbering), T = 1440 / minutes."""
+    return times.astype("datetime64[s]").astype(np.int64) // (60 * minutes)
+
+
+def cell_of(lat, lon, bbox, grid):
+    """Points -> (row, col) int64 arrays, -1 for both where the point is outside the box."""
+    lat_min, lat_max, lon_min, lon_max = bbox
+    (h, w), lat, lon = grid, np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    inside = (lat >= lat_min) & (lat <= lat_max) & (lon >= lon_min) & (lon <= lon_max)
+    # The 1e-9 of a cell lets a point written on a grid line in decimal (40.8 in 40.6..40.9 / 3)
+    # fall south / east of it, as documented, despite the rounding of (lat_max - lat) / span.
+    row = np.floor((lat_max - lat) / (lat_max - lat_min) * h + 1e-9)
+    col = np.floor((lon - lon_min) / (lon_max - lon_min) * w + 1e-9)
+    row = np.where(inside, np.clip(np.nan_to_num(row), 0, h - 1), -1).astype(np.int64)
+    col = np.where(inside, np.clip(np.nan_to_num(col), 0, w - 1), -1).astype(np.int64)
+    return row, col
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+
+def clean_name(name):
+    return name.strip().strip('"').strip().lower()
+
+
+def column_choices(columns):
+    """'citibike', 'a,b,c,d,e,f' or six names -> the candidate tuples of six column names."""
+    if isinstance(columns, str):
+        if columns in COLUMN_PRESETS:
+            return COLUMN_PRESETS[columns]
+        columns = columns.split(",")
+    if len(columns) != 6:
+        raise TripError(f"columns must be a preset ({', '.join(COLUMN_PRESETS)}) or six names "
+                        f"start_time,end_time,start_lat,start_lon,end_lat,end_lon; got {columns}")
+    return [tuple(columns)]
+
+
+def find_columns(header, columns, path):
+    """Positions of the six wanted columns in a header row (case and quotes ignored)."""
+    found = [clean_name(h) for h in header]
+    for choice in column_choices(columns):
+        wanted = [clean_name(c) for c in choice]
+        if all(c in found for c in wanted):
+            return [found.index(c) for c in wanted]
+    expected = " or ".join(str(list(c)) for c in column_choices(columns))
+    raise TripError(f"{path}: missing columns; expected {expected}, found {found}")
+
+
+def read_chunks(path, columns, chunk_rows):
+    """Yield (six tuples of field strings, number of rows too short) for up to chunk_rows rows."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise TripError(f"{path}: empty file; expected a header row")
+        pick = operator.itemgetter(*find_columns(header, columns, path))
+        rows, short = [], 0
+        for row in reader:
+            try:
+                rows.append(pick(row))
+            except IndexError:
+                short += bool(row)  # a blank line is not a record
+            if len(rows) == chunk_rows:
+                yield list(zip(*rows)), short
+                rows, short = [], 0
+        yield (list(zip(*rows)) if rows else [()] * 6), short
+
+
+# ---- counting --------------------------------------------------------------------------------------
+
+def count_chunk(fields, short, counts, report, bbox, grid, minutes, slot_range):
+    """Parse one chunk and add its counted trip ends to counts {slot: (2, H*W) int64}."""
+    start_t, end_t = parse_times(fields[0]), parse_times(fields[1])
+    backwards = end_t < start_t   # NaT compares False: an unparseable time is its end's problem
+    report["not_counted"]["row too short"] += short
+    report["not_counted"]["end before start"] += int(backwards.sum())
+    report["rows_read"] += len(start_t) + short
+    for flow, (name, t, lat, lon) in enumerate([("start", start_t, fields[2], fields[3]),
+                                                ("end", end_t, fields[4], fields[5])]):
+        lat, lon = parse_coordinates(lat), parse_coordinates(lon)
+        row, col = cell_of(lat, lon, bbox, grid)
+        slots = slot_of(t, minutes)
+        checks = [~np.isnat(t), ~np.isnan(lat) & ~np.isnan(lon), row >= 0,
+                  (slots >= slot_range[0]) & (slots < slot_range[1])]
+        keep = ~backwards
+        for reason, passed in zip(END_REASONS, checks):  # first failed check is the reason
+            report["not_counted"][f"{name}: {reason}"] += int((keep & ~passed).sum())
+            keep &= passed
+        report[("outflow_events", "inflow_events")[flow]] += int(keep.sum())
+        add_events(counts, flow, slots[keep], row[keep] * grid[1] + col[keep], grid[0] * grid[1])
+
+
+def add_events(counts, flow, slots, cells, n_cells):
+    """Add events (slot, flat cell) to counts {slot: (2, n_cells) int64}, one bincount a chunk."""
+    unique, inverse = np.unique(slots, return_inverse=True)
+    per_slot = np.bincount(inverse * n_cells + cells, minlength=len(unique) * n_cells)
+    for slot, row in zip(unique.tolist(), per_slot.reshape(len(unique), n_cells)):
+        counts.setdefault(slot, np.zeros((2, n_cells), np.int64))[flow] += row
+
+
+def write_flows(path, counts, first, stop, T, grid):
+    """The counts of slots first..stop-1 -> the release layout, written atomically."""
+    data = np.zeros((stop - first, 2, grid[0] * grid[1]))   # (n, 2, H*W): silent slots stay 0
+    for slot, c in counts.items():
+        data[slot - first] = c
+    with h5py.File(path + ".tmp", "w") as f:
+        f.create_dataset("data", data=data.reshape(-1, 2, *grid))
+        f.create_dataset("date", data=datasets.format_timestamps(np.arange(first, stop), T)
+                         .astype("S10"))
+    os.replace(path + ".tmp", path)
+
+
+# ---- conversion ------------------------------------------------------------------------------------
+
+def day_number(text, name):
+    """'YYYYMMDD' -> days since 1970-01-01."""
+    try:
+        if len(text) == 8 and text.isdigit():
+            return int(np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}", "D").astype(np.int64))
+    except ValueError:
+        pass
+    raise TripError(f"{name} must be a date YYYYMMDD, got {text!r}")
+
+
+def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
+    lat_min, lat_max, lon_min, lon_max = bbox
+    if not (lat_min < lat_max and lon_min < lon_max):
+        raise TripError(f"bbox must be LAT_MIN,LAT_MAX,LON_MIN,LON_MAX with LAT_MIN < LAT_MAX and "
+                        f"LON_MIN < LON_MAX, got {list(bbox)}")
+    if len(grid) != 2 or min(grid) < 1:
+        raise TripError(f"grid must be rows x columns, both >= 1, got {grid}")
+    if minutes < 1 or 1440 % minutes:
+        raise TripError(f"minutes must divide a day (1440), e.g. 30 or 60, got {minutes}")
+    missing = [p for p in csv_paths if not os.path.isfile(p)]
+    if missing:
+        raise TripError(f"input file(s) not found: {', '.join(missing)}")
+    if os.path.exists(output) and not overwrite:
+        raise TripError(f"{output} exists; pass --overwrite (overwrite=True) to replace it")
+
+
+def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=None, end=None,
+            overwrite=False, chunk_rows=CHUNK_ROWS):
+    """Count the trips of csv_paths into output; -> the report dict (also <output>.report.json)."""
+    began, grid = time.perf_counter(), tuple(grid)
+    check_settings(csv_paths, output, bbox, grid, minutes, overwrite)
+    T = 1440 // minutes
+    slot_range = (NO_LIMIT[0] if start is None else day_number(start, "start") * T,
+                  NO_LIMIT[1] if end is None else (day_number(end, "end") + 1) * T)
+    if slot_range[0] >= slot_range[1]:
+        raise TripError(f"start {start} is after end {end}")
+    report = {"rows_read": 0, "outflow_events": 0, "inflow_events": 0,
+              "not_counted": dict.fromkeys(REASONS, 0)}
+    counts = {}
+    for path in csv_paths:
+        for fields, short in read_chunks(path, columns, chunk_rows):
+            count_chunk(fields, short, counts, report, bbox, grid, minutes, slot_range)
+    if not counts and (start is None or end is None):
+        raise TripError(f"no trip end was counted, so the time range is unknown: {report}")
+    # Whole days: from 00:00 of the first day to the end of the last (given or seen in the data).
+    first = min(counts) // T * T if start is None else slot_range[0]
+    stop = (max(counts) // T + 1) * T if end is None else slot_range[1]
+    write_flows(output, counts, first, stop, T, grid)
+    seconds = time.perf_counter() - began
+    stamps = datasets.format_timestamps([first, stop - 1], T)
+    report.update(output=output, flows=FLOWS, grid=list(grid), bbox=list(bbox), T=T,
+                  slots=stop - first, first_slot=str(stamps[0]), last_slot=str(stamps[1]),
+                  seconds=round(seconds, 3),
+                  rows_per_second=round(report["rows_read"] / max(seconds, 1e-9)))
+    with open(output + ".report.json.tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(output + ".report.json.tmp", output + ".report.json")
+    return report
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, like every other user error of this script
+        sys.exit(f"error: {message} (see --help)")
+
+
+def parse_numbers(text, sep, count, name, example, kind):
+    """'1,2,3' -> [1, 2, 3] of `kind`, or a TripError that shows an example of the format."""
+    try:
+        values = [kind(v) for v in text.split(sep)]
+        if len(values) == count:
+            return values
+    except ValueError:
+        pass
+    raise TripError(f"--{name} must look like {example}, got {text!r}")
+
+
+def main(argv=None):
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", help="the HDF5 file to write")
+    parser.add_argument("inputs", nargs="+", help="trip CSV file(s), counted into one output")
+    parser.add_argument("--bbox", required=True, help="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX")
+    parser.add_argument("--grid", required=True, help="ROWSxCOLUMNS, e.g. 16x8")
+    parser.add_argument("--minutes", required=True, help="slot length; must divide 1440")
+    parser.add_argument("--columns", default="citibike",
+                        help="'citibike' or start_time,end_time,start_lat,start_lon,end_lat,end_lon")
+    parser.add_argument("--start", help="first day YYYYMMDD (default: the data's first day)")
+    parser.add_argument("--end", help="last day YYYYMMDD, inclusive (default: the data's last)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    try:
+        report = convert(args.inputs, args.output,
+                         parse_numbers(args.bbox, ",", 4, "bbox", "40.66,40.80,-74.03,-73.93", float),
+                         parse_numbers(args.grid.lower(), "x", 2, "grid", "16x8", int),
+                         parse_numbers(args.minutes, ",", 1, "minutes", "60", int)[0],
+                         args.columns, args.start, args.end, args.overwrite)
+    except (TripError, OSError, UnicodeDecodeError, csv.Error) as err:
+        sys.exit(f"error: {err}")
+    print(json.dumps(report, indent=2))
+    print(f"{report['rows_read']:,} rows in {report['seconds']:.1f} s: "
+          f"{report['rows_per_second']:,} rows/s")
+
+
+if __name__ == "__main__":
+    main()
