@@ -137,6 +137,27 @@ def complete_days_mask(slot_ids, T):
 
 # ---- samples -------------------------------------------------------------------------------------
 
+def branch_offsets(T, len_closeness, len_period, len_trend):
+    """How many slots before the target each branch's frames lie, nearest first."""
+    return {"closeness": np.arange(1, len_closeness + 1),
+            "period": T * np.arange(1, len_period + 1),
+            "trend": 7 * T * np.arange(1, len_trend + 1)}
+
+
+def slot_positions(slot_ids):
+    """A function mapping slot numbers to frame positions (-1 where the slot is missing)."""
+    lookup = np.full(slot_ids.max() - slot_ids.min() + 1, -1, dtype=np.int64)
+    lookup[slot_ids - slot_ids.min()] = np.arange(len(slot_ids))
+
+    def position(slots):
+        rel = np.asarray(slots) - slot_ids.min()
+        pos = np.full(rel.shape, -1, dtype=np.int64)
+        inside = (rel >= 0) & (rel < len(lookup))
+        pos[inside] = lookup[rel[inside]]
+        return pos
+    return position
+
+
 def build_index(slot_ids, T, len_closeness, len_period, len_trend):
     """Positions of every valid sample's target and dependency frames.
 
@@ -145,19 +166,8 @@ def build_index(slot_ids, T, len_closeness, len_period, len_trend):
     target (n,), closeness (n, lc), period (n, lp), trend (n, lq).
     """
     slot_ids = np.asarray(slot_ids, dtype=np.int64)
-    offsets = {"closeness": np.arange(1, len_closeness + 1),
-               "period": T * np.arange(1, len_period + 1),
-               "trend": 7 * T * np.arange(1, len_trend + 1)}
-    lookup = np.full(slot_ids.max() - slot_ids.min() + 1, -1, dtype=np.int64)
-    lookup[slot_ids - slot_ids.min()] = np.arange(len(slot_ids))
-
-    def position(slots):  # slot numbers -> frame positions, -1 where the slot is missing
-        rel = slots - slot_ids.min()
-        pos = np.full(rel.shape, -1, dtype=np.int64)
-        inside = rel >= 0
-        pos[inside] = lookup[rel[inside]]
-        return pos
-
+    offsets = branch_offsets(T, len_closeness, len_period, len_trend)
+    position = slot_positions(slot_ids)
     deps = {name: position(slot_ids[:, None] - off[None, :]) for name, off in offsets.items()}
     valid = np.all([np.all(d >= 0, axis=1) for d in deps.values()], axis=0)
     index = {"target": np.flatnonzero(valid)}
@@ -234,15 +244,15 @@ class FlowDataset:
     and the scaler fitted on the frames before the first test target.
 
     Attributes: frames (n, H, W, F) original scale; slot_ids (n,); T; index (dict of int arrays,
-    see build_index); external (n_samples, ext) float32; external_scaling (the [0, 1] ranges of
-    wind and temperature, if used); n_train, n_test; scaler.
+    see build_index); external (n_samples, ext) float32 and the features object that made it;
+    n_train, n_test; scaler.
     """
 
-    def __init__(self, frames, slot_ids, T, index, external, n_test, name, external_scaling=None,
+    def __init__(self, frames, slot_ids, T, index, external, n_test, name, features=None,
                  dropped_days=()):
         self.frames, self.slot_ids, self.T, self.index = frames, slot_ids, T, index
         self.external, self.n_test, self.name = external, n_test, name
-        self.external_scaling = external_scaling or {}
+        self.features = features  # the ExternalFeatures that made `external`
         self.dropped_days = list(dropped_days)  # 'YYYYMMDD' of incomplete days removed on load
         self.n_samples = len(index["target"])
         self.n_train = self.n_samples - n_test
@@ -250,6 +260,10 @@ class FlowDataset:
         self.first_test_frame = int(index["target"][self.n_train])
         self.scaler = MinMaxScaler().fit(frames[:self.first_test_frame])
         self._tensors = None
+
+    @property
+    def external_scaling(self):
+        return self.features.scaling if self.features is not None else {}
 
     @property
     def target_slots(self):
@@ -325,33 +339,62 @@ def load_series(name, data_dir, T=None):
     return load_files(paths, T)
 
 
-def external_features(series, target_slots, n_train, use_meta, use_holiday, use_meteorology,
-                      name):
-    """(n_samples, ext) float32 in the official order [metadata, holiday, meteorology], and the
-    [0, 1] ranges of wind and temperature, fitted on the training samples only."""
-    T, parts, scaling = series.T, [], {}
-    if use_meta:
-        parts.append(metadata_features(target_slots, T))
-    if use_holiday:
-        if series.holiday_path is None:
-            raise DataError(f"{name} has no holiday list; set use_holiday=False")
-        require_file(series.holiday_path, "The holiday list is one YYYYMMDD per line "
-                                          "(see data/README.md).")
-        parts.append(holiday_features(target_slots, T, load_holidays(series.holiday_path)))
-    if use_meteorology:
-        path = series.meteorology_path
-        if path is None:
-            raise DataError(f"{name} has no meteorology file; set use_meteorology=False")
-        require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
-        meteo_slots, table = load_meteorology(path, T)
-        meteo = table[meteorology_rows(target_slots, meteo_slots, T, path)]
+class ExternalFeatures:
+    """The external vector of any target slot, in the official order [metadata 8, holiday 1,
+    meteorology 19]. Wind and temperature are scaled to [0, 1] with ranges fitted on the
+    training targets (`fit`) or restored from a saved run (`scaling`)."""
+
+    def __init__(self, T, use_meta, holidays=None, meteorology=None, scaling=None):
+        self.T, self.use_meta, self.holidays, self.meteorology = T, use_meta, holidays, meteorology
+        self.scaling = dict(scaling or {})
+
+    @classmethod
+    def from_series(cls, series, use_meta, use_holiday, use_meteorology, name, scaling=None):
+        holidays = meteorology = None
+        if use_holiday:
+            if series.holiday_path is None:
+                raise DataError(f"{name} has no holiday list; set use_holiday=False or give "
+                                f"--holiday_file=")
+            require_file(series.holiday_path, "The holiday list is one YYYYMMDD per line "
+                                              "(see data/README.md).")
+            holidays = load_holidays(series.holiday_path)
+        if use_meteorology:
+            path = series.meteorology_path
+            if path is None:
+                raise DataError(f"{name} has no meteorology file; set use_meteorology=False or "
+                                f"give --meteorology_file=")
+            require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
+            meteorology = load_meteorology(path, series.T) + (path,)
+        return cls(series.T, use_meta, holidays, meteorology, scaling)
+
+    def weather(self, known_before):
+        """Raw meteorology rows of the latest slot before each `known_before` slot."""
+        slots, table, path = self.meteorology
+        return table[meteorology_rows(known_before, slots, self.T, path)]
+
+    def fit(self, target_slots):
         for col, key in ((-2, "wind"), (-1, "temperature")):
-            lo, hi = float(meteo[:n_train, col].min()), float(meteo[:n_train, col].max())
-            meteo[:, col] = (meteo[:, col] - lo) / max(hi - lo, 1e-12)
-            scaling[key] = [lo, hi]
-        parts.append(meteo)
-    external = np.hstack(parts) if parts else np.zeros((len(target_slots), 0))
-    return external.astype(np.float32), scaling
+            if self.meteorology is not None:
+                values = self.weather(target_slots)[:, col]
+                self.scaling[key] = [float(values.min()), float(values.max())]
+        return self
+
+    def __call__(self, target_slots, known_before=None):
+        """(n, ext) float32. Weather is that of the slot before `known_before` (default: the
+        target itself, i.e. slot t-1), the last one known when forecasting several steps."""
+        parts = []
+        if self.use_meta:
+            parts.append(metadata_features(target_slots, self.T))
+        if self.holidays is not None:
+            parts.append(holiday_features(target_slots, self.T, self.holidays))
+        if self.meteorology is not None:
+            meteo = self.weather(target_slots if known_before is None else known_before)
+            for col, key in ((-2, "wind"), (-1, "temperature")):
+                lo, hi = self.scaling[key]
+                meteo[:, col] = (meteo[:, col] - lo) / max(hi - lo, 1e-12)
+            parts.append(meteo)
+        external = np.hstack(parts) if parts else np.zeros((len(target_slots), 0))
+        return external.astype(np.float32)
 
 
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
@@ -387,9 +430,11 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                         f"frames (lengths {len_closeness}/{len_period}/{len_trend}), but the test "
                         f"period alone needs {n_test} (days_test={days_test} x {T}) and training "
                         f"at least 2 more; shorten days_test or the window lengths")
-    external, scaling = external_features(series, slot_ids[index["target"]], n_samples - n_test,
-                                          use_meta, use_holiday, use_meteorology, name)
-    return FlowDataset(frames, slot_ids, T, index, external, n_test, name, scaling, dropped)
+    target_slots = slot_ids[index["target"]]
+    features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name)
+    features.fit(target_slots[:n_samples - n_test])
+    return FlowDataset(frames, slot_ids, T, index, features(target_slots), n_test, name,
+                       features, dropped)
 
 
 # ---- input pipeline (the one place that uses tf.data) ----------------------------------------------

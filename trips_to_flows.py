@@ -1,8 +1,6 @@
 """Raw trip records (CSV) -> an in/out-flow HDF5 file in the release layout that
-datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T.
-
-    python trips_to_flows.py flows.h5 trips.csv [more.csv ...] --bbox=40.66,40.80,-74.03,-73.93 \
-        --grid=16x8 --minutes=60 [--columns=citibike] [--start=20210101 --end=20210131] [--overwrite]
+datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T
+(python trips_to_flows.py --help).
 
 Flows (the paper's definitions, BikeNYC's order): flow 0 = outflow ("new-flow"), the trips that
 start in a region during a slot, by start time and place; flow 1 = inflow ("end-flow"), the trips
@@ -34,6 +32,8 @@ FLOWS = ("outflow (new-flow: trips started)", "inflow (end-flow: trips ended)")
 COLUMN_PRESETS = {"citibike": [
     ("starttime", "stoptime", "start station latitude", "start station longitude",
      "end station latitude", "end station longitude"),                          # 2013-2020 files
+    ("start time", "stop time", "start station latitude", "start station longitude",
+     "end station latitude", "end station longitude"),            # 2016-10..2017-03: "Start Time"
     ("started_at", "ended_at", "start_lat", "start_lng", "end_lat", "end_lng")]}  # 2021+ files
 END_REASONS = ("bad time", "bad coordinates", "outside the box", "outside the time range")
 ROW_REASONS = ("row too short", "end before start")  # these drop both ends of the row
@@ -45,7 +45,7 @@ class TripError(ValueError):
     """A problem a user can fix: bad settings, a missing file or column, an existing output."""
 
 
-# ---- parsing ---------------------------------------------------------------------------------------
+# ---- parsing -------------------------------------------------------------------------------------
 
 def digit_runs(text, count=8):
     """Split strings into runs of digits and the characters between them, vectorised.
@@ -82,7 +82,8 @@ def parse_times(strings):
     # Numbers and single separators must alternate (n_v == n_s + 1) in one of the two layouts.
     alternate = n_v == n_s + 1
     iso = (alternate & np.all(s[:, [0, 1, 3, 4]] == [ord(c) for c in "--::"], axis=1)
-           & np.isin(s[:, 2], [ord(" "), ord("T")]) & ((n_s == 5) | (n_s == 6) & (s[:, 5] == ord("."))))
+           & np.isin(s[:, 2], [ord(" "), ord("T")])
+           & ((n_s == 5) | (n_s == 6) & (s[:, 5] == ord("."))))
     us = (alternate & np.all(s[:, :4] == [ord(c) for c in "// :"], axis=1)
           & ((n_s == 4) | (n_s == 5) & (s[:, 4] == ord(":"))))
     year = np.where(iso, v[:, 0], v[:, 2])
@@ -97,15 +98,14 @@ def parse_times(strings):
     return np.where(ok, seconds + second, np.iinfo(np.int64).min).astype("datetime64[s]")
 
 
-def to_float(text):
-    try:
-        return float(text)
-    except ValueError:
-        return np.nan
-
-
 def parse_coordinates(strings):
     """Coordinate strings -> float64, NaN where missing, not a number, or not finite."""
+    def to_float(text):
+        try:
+            return float(text)
+        except ValueError:
+            return np.nan
+
     try:
         values = np.array(strings, dtype=np.float64)
     except ValueError:  # some value in this chunk is bad: only then convert one by one
@@ -132,7 +132,7 @@ def cell_of(lat, lon, bbox, grid):
     return row, col
 
 
-# ---- reading ---------------------------------------------------------------------------------------
+# ---- reading -------------------------------------------------------------------------------------
 
 def clean_name(name):
     return name.strip().strip('"').strip().lower()
@@ -181,7 +181,7 @@ def read_chunks(path, columns, chunk_rows):
         yield (list(zip(*rows)) if rows else [()] * 6), short
 
 
-# ---- counting --------------------------------------------------------------------------------------
+# ---- counting ------------------------------------------------------------------------------------
 
 def count_chunk(fields, short, counts, report, bbox, grid, minutes, slot_range):
     """Parse one chunk and add its counted trip ends to counts {slot: (2, H*W) int64}."""
@@ -225,16 +225,13 @@ def write_flows(path, counts, first, stop, T, grid):
     os.replace(path + ".tmp", path)
 
 
-# ---- conversion ------------------------------------------------------------------------------------
+# ---- conversion ----------------------------------------------------------------------------------
 
 def day_number(text, name):
     """'YYYYMMDD' -> days since 1970-01-01."""
-    try:
-        if len(text) == 8 and text.isdigit():
-            return int(np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}", "D").astype(np.int64))
-    except ValueError:
-        pass
-    raise TripError(f"{name} must be a date YYYYMMDD, got {text!r}")
+    if len(text) != 8 or not text.isdigit():
+        raise TripError(f"{name} must be a date YYYYMMDD, got {text!r}")
+    return int(datasets.parse_days([text], source=name)[0])  # DataError if no such day
 
 
 def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
@@ -287,7 +284,7 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     return report
 
 
-# ---- command line ----------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line, like every other user error of this script
@@ -312,19 +309,19 @@ def main(argv=None):
     parser.add_argument("--bbox", required=True, help="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX")
     parser.add_argument("--grid", required=True, help="ROWSxCOLUMNS, e.g. 16x8")
     parser.add_argument("--minutes", required=True, help="slot length; must divide 1440")
-    parser.add_argument("--columns", default="citibike",
-                        help="'citibike' or start_time,end_time,start_lat,start_lon,end_lat,end_lon")
+    parser.add_argument("--columns", default="citibike", help="'citibike' or six names: "
+                        "start_time,end_time,start_lat,start_lon,end_lat,end_lon")
     parser.add_argument("--start", help="first day YYYYMMDD (default: the data's first day)")
     parser.add_argument("--end", help="last day YYYYMMDD, inclusive (default: the data's last)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     try:
-        report = convert(args.inputs, args.output,
-                         parse_numbers(args.bbox, ",", 4, "bbox", "40.66,40.80,-74.03,-73.93", float),
-                         parse_numbers(args.grid.lower(), "x", 2, "grid", "16x8", int),
-                         parse_numbers(args.minutes, ",", 1, "minutes", "60", int)[0],
-                         args.columns, args.start, args.end, args.overwrite)
-    except (TripError, OSError, UnicodeDecodeError, csv.Error) as err:
+        bbox = parse_numbers(args.bbox, ",", 4, "bbox", "40.66,40.80,-74.03,-73.93", float)
+        grid = parse_numbers(args.grid.lower(), "x", 2, "grid", "16x8", int)
+        minutes = parse_numbers(args.minutes, ",", 1, "minutes", "60", int)[0]
+        report = convert(args.inputs, args.output, bbox, grid, minutes, args.columns, args.start,
+                         args.end, args.overwrite)
+    except (TripError, datasets.DataError, UnicodeDecodeError, OSError, csv.Error) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))
     print(f"{report['rows_read']:,} rows in {report['seconds']:.1f} s: "

@@ -1,0 +1,317 @@
+"""Tests of trips_to_flows.py: raw trip CSVs -> in/out-flow files in the release layout.
+
+Every expected grid is written out here by hand. The box used by most tests is lat 40..41, lon
+-74..-73 on a 4 x 2 grid, so the grid lines (lat 40.75, 40.5, 40.25; lon -73.5) are exact in binary:
+row = floor((41 - lat) * 4), col = floor((lon + 74) * 2).
+"""
+import csv
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import h5py
+import numpy as np
+import pytest
+
+import datasets
+import trips_to_flows as ttf
+
+SCRIPT = Path(__file__).resolve().parents[1] / "trips_to_flows.py"
+BBOX, GRID = (40.0, 41.0, -74.0, -73.0), (4, 2)
+NEW_HEADER = ["ride_id", "rideable_type", "started_at", "ended_at", "start_station_name",
+              "start_lat", "start_lng", "end_lat", "end_lng", "member_casual"]
+OLD_HEADER = ["tripduration", "starttime", "stoptime", "start station id", "start station name",
+              "start station latitude", "start station longitude", "end station latitude",
+              "end station longitude", "bikeid"]
+# Points (lat, lon) by the cell they fall in, and one outside the box.
+NW, SE, OUT = (40.9, -73.9), (40.1, -73.1), (41.5, -73.9)
+
+
+def trip(started, ended, start_point, end_point):
+    """One row in the 2021+ Citi Bike layout (NEW_HEADER)."""
+    return ["id", "classic_bike", started, ended, "name", *start_point, *end_point, "member"]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return str(path)
+
+
+def convert(tmp_path, rows, header=NEW_HEADER, minutes=60, **kwargs):
+    """Write rows as one CSV, convert it, -> (report, data (n, 2, H, W), dates as str)."""
+    kwargs.setdefault("columns", "citibike")
+    src = write_csv(tmp_path / "trips.csv", header, rows)
+    out = str(tmp_path / "flows.h5")
+    report = ttf.convert([src], out, BBOX, GRID, minutes, overwrite=True, **kwargs)
+    with h5py.File(out, "r") as f:
+        return report, f["data"][()], f["date"][()].astype(str)
+
+
+def stamps(day, T, slots):
+    return [f"{day}{s:02d}" for s in slots]
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def test_cell_of_internal_grid_lines_go_south_and_east():
+    row, col = ttf.cell_of([40.75, 40.5, 40.25, 40.8], [-73.5, -73.9, -73.5, -73.5], BBOX, GRID)
+    assert row.tolist() == [1, 2, 3, 0]   # on the 40.75 line -> row 1, the cell south of it
+    assert col.tolist() == [1, 0, 1, 1]   # on the -73.5 line -> column 1, the cell east of it
+
+
+def test_cell_of_outer_edges():
+    above = np.nextafter(41.0, 42.0)
+    lat = [41.0, 40.0, 40.0, above, np.nextafter(40.0, 39.0), 40.5, 40.5, np.nan]
+    lon = [-74.0, -73.0, -74.0, -73.9, -73.9, np.nextafter(-73.0, -72.0), -74.5, -73.9]
+    row, col = ttf.cell_of(lat, lon, BBOX, GRID)
+    # North-west corner, lat_min/lon_max (inside: last row and column), then five points outside.
+    assert row.tolist() == [0, 3, 3, -1, -1, -1, -1, -1]
+    assert col.tolist() == [0, 1, 0, -1, -1, -1, -1, -1]
+
+
+def test_cell_of_decimal_grid_line():
+    # 40.7..40.8 in 10 rows: the line 40.79 is not exact in binary, and (40.8 - 40.79) / 0.1 * 10
+    # rounds to 0.99999...; the documented rule still puts the point south of the line (row 1).
+    bbox = (40.7, 40.8, -74.02, -73.92)
+    row, col = ttf.cell_of([40.79, 40.7901], [-74.01, -74.0101], bbox, (10, 10))
+    assert row.tolist() == [1, 0] and col.tolist() == [1, 0]
+
+
+def test_parse_times_formats():
+    got = ttf.parse_times(["2021-03-04 05:06:07", "2021-03-04T05:06:07", "2019-01-01 00:01:47.4010",
+                           "1/2/2015 0:01", "12/31/2014 23:59:07", " 2020-02-29 12:00:00 "])
+    want = ["2021-03-04T05:06:07", "2021-03-04T05:06:07", "2019-01-01T00:01:47",
+            "2015-01-02T00:01:00", "2014-12-31T23:59:07", "2020-02-29T12:00:00"]
+    np.testing.assert_array_equal(got, np.array(want, dtype="datetime64[s]"))
+
+
+@pytest.mark.parametrize("text", ["", "abc", "2021-01-01", "2021-02-29 10:00:00", "13/1/2015 0:00",
+                                  "2021-01-01 24:00:00", "2021-01-01 10:00:00+01:00",
+                                  "2021-01-01  10:00:00", "2021/01/01 10:00:00", "NaT", "now"])
+def test_parse_times_rejects(text):
+    assert np.isnat(ttf.parse_times(["2021-01-01 00:00:00", text])).tolist() == [False, True]
+
+
+def test_slot_of_numbers_slots_like_datasets():
+    times = np.array(["2021-01-01T00:29:59", "2021-01-01T00:30:00", "2021-01-01T23:59:59"],
+                     dtype="datetime64[s]")
+    day = (date(2021, 1, 1) - date(1970, 1, 1)).days
+    assert ttf.slot_of(times, 30).tolist() == [day * 48, day * 48 + 1, day * 48 + 47]
+    assert ttf.slot_of(times, 60).tolist() == [day * 24, day * 24, day * 24 + 23]
+
+
+# ---- conversion ----------------------------------------------------------------------------------
+
+def test_grid_lines_and_edges_end_to_end(tmp_path):
+    points = [(40.75, -73.5), (41.0, -74.0), (40.0, -73.0), (41.0000001, -73.9)]
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", p, SE) for p in points]
+    report, data, dates = convert(tmp_path, rows)
+    want = np.zeros((4, 2))
+    want[1, 1] = want[0, 0] = want[3, 1] = 1     # the fourth start is north of the box
+    np.testing.assert_array_equal(data[10, 0], want)
+    assert report["not_counted"]["start: outside the box"] == 1
+    assert data[10, 1, 3, 1] == 4 and data.sum() == 3 + 4
+
+
+def test_midnight_and_later_slot(tmp_path):
+    rows = [trip("2021-01-01 23:50:00", "2021-01-02 00:10:00", NW, SE),
+            trip("2021-01-02 08:15:00", "2021-01-02 10:40:00", SE, NW)]
+    report, data, dates = convert(tmp_path, rows)
+    assert dates.tolist() == stamps("20210101", 24, range(1, 25)) + stamps("20210102", 24,
+                                                                           range(1, 25))
+    want = np.zeros((48, 2, 4, 2))
+    want[23, 0, 0, 0] = 1          # outflow: last slot of day 1, at the start (NW)
+    want[24, 1, 3, 1] = 1          # inflow: first slot of day 2, at the end (SE)
+    want[24 + 8, 0, 3, 1] = 1      # 08:15 -> slot 09 of day 2
+    want[24 + 10, 1, 0, 0] = 1     # 10:40 -> slot 11 of day 2
+    np.testing.assert_array_equal(data, want)
+    assert (report["outflow_events"], report["inflow_events"]) == (2, 2)
+
+
+def test_one_end_outside_the_box(tmp_path):
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", NW, OUT),
+            trip("2021-01-01 11:00:00", "2021-01-01 11:30:00", OUT, SE)]
+    report, data, _ = convert(tmp_path, rows)
+    assert data[10, 0, 0, 0] == 1 and data[11, 1, 3, 1] == 1 and data.sum() == 2
+    assert report["not_counted"]["end: outside the box"] == 1
+    assert report["not_counted"]["start: outside the box"] == 1
+
+
+def test_malformed_rows_counted_per_reason(tmp_path):
+    good = trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", NW, SE)
+    rows = [good,
+            trip("yesterday", "2021-01-01 10:30:00", NW, SE),          # start: bad time
+            trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", NW, ("", -73.1)),  # end coords
+            trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", ("abc", -73.9), SE),
+            trip("2021-01-01 10:00:00", "2021-01-01 09:59:59", NW, SE),  # end before start
+            ["id", "classic_bike", "2021-01-01 10:00:00"],                # row too short
+            []]                                                          # blank line: no record
+    report, data, _ = convert(tmp_path, rows)
+    assert report["not_counted"] == {
+        "row too short": 1, "end before start": 1,
+        "start: bad time": 1, "start: bad coordinates": 1, "start: outside the box": 0,
+        "start: outside the time range": 0, "end: bad time": 0, "end: bad coordinates": 1,
+        "end: outside the box": 0, "end: outside the time range": 0}
+    assert report["rows_read"] == 6
+    assert (report["outflow_events"], report["inflow_events"]) == (2, 3)
+    assert data[10, 0, 0, 0] == 2 and data[10, 1, 3, 1] == 3 and data.sum() == 5
+    # Every trip end of every row is either counted or counted under a reason.
+    row_drops = report["not_counted"]["row too short"] + report["not_counted"]["end before start"]
+    end_drops = sum(report["not_counted"].values()) - row_drops
+    assert 2 * report["rows_read"] == 5 + 2 * row_drops + end_drops
+
+
+def test_citibike_preset_reads_every_header_style(tmp_path):
+    times, lines = ("2021-01-01 10:00:00", "2021-01-01 11:05:00"), []
+    old = [["60", *times, "1", "name", *NW, *SE, "7"]]
+    title = [h.title() for h in OLD_HEADER[:3]] + OLD_HEADER[3:]
+    title[1:3] = ["Start Time", "Stop Time"]                  # the 2016-10..2017-03 files
+    quoted = [f' "{h.upper()}" ' for h in NEW_HEADER]          # case, quotes, spaces ignored
+    for header, rows in [(OLD_HEADER, old), (title, old), (quoted, [trip(*times, NW, SE)])]:
+        _, data, _ = convert(tmp_path, rows, header=header)
+        lines.append((data[10, 0, 0, 0], data[11, 1, 3, 1], data.sum()))
+    assert lines == [(1, 1, 2)] * 3
+
+
+def test_custom_columns_and_missing_columns(tmp_path):
+    header = ["a", "t0", "t1", "y0", "x0", "y1", "x1"]
+    rows = [["x", "2021-01-01 10:00:00", "2021-01-01 10:10:00", *NW, *SE]]
+    for columns in ("t0,t1,y0,x0,y1,x1", ["T0", "t1", "y0", "x0", "y1", "x1"]):
+        _, data, _ = convert(tmp_path, rows, header=header, columns=columns)
+        assert data[10, 0, 0, 0] == 1 and data[10, 1, 3, 1] == 1 and data.sum() == 2
+    with pytest.raises(ttf.TripError, match=r"expected .*'started_at'.* found \['a', 't0'"):
+        convert(tmp_path, rows, header=header)
+    with pytest.raises(ttf.TripError, match="six names"):
+        convert(tmp_path, rows, header=header, columns="t0,t1")
+
+
+def test_month_day_year_format(tmp_path):
+    rows = [["60", "9/30/2014 23:59:59", "10/1/2014 0:05", "1", "n", *NW, *SE, "7"]]
+    _, data, dates = convert(tmp_path, rows, header=OLD_HEADER)
+    assert dates[0] == "2014093001" and dates[-1] == "2014100124" and len(dates) == 48
+    assert data[23, 0, 0, 0] == 1 and data[24, 1, 3, 1] == 1 and data.sum() == 2
+
+
+def test_several_files_are_summed(tmp_path):
+    one = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE)]
+    two = one * 2 + [trip("2021-01-03 07:00:00", "2021-01-03 07:10:00", SE, NW)]
+    paths = [write_csv(tmp_path / "a.csv", NEW_HEADER, one),
+             write_csv(tmp_path / "b.csv", NEW_HEADER, two)]
+    out = str(tmp_path / "flows.h5")
+    report = ttf.convert(paths, out, BBOX, GRID, 60, "citibike")
+    with h5py.File(out, "r") as f:
+        data = f["data"][()]
+    assert data.shape == (72, 2, 4, 2) and report["rows_read"] == 4
+    assert data[10, 0, 0, 0] == 3 and data[10, 1, 3, 1] == 3
+    assert data[48 + 7, 0, 3, 1] == 1 and data[48 + 7, 1, 0, 0] == 1 and data.sum() == 8
+
+
+def test_thirty_minute_slots(tmp_path):
+    rows = [trip("2021-01-01 00:29:59", "2021-01-01 00:30:00", NW, SE),
+            trip("2021-01-01 23:30:00", "2021-01-01 23:59:59.9", NW, SE)]
+    report, data, dates = convert(tmp_path, rows, minutes=30)
+    assert report["T"] == 48 and dates.tolist() == stamps("20210101", 48, range(1, 49))
+    want = np.zeros((48, 2, 4, 2))
+    want[0, 0, 0, 0] = want[1, 1, 3, 1] = want[47, 0, 0, 0] = want[47, 1, 3, 1] = 1
+    np.testing.assert_array_equal(data, want)
+
+
+def test_start_end_fix_the_range(tmp_path):
+    rows = [trip("2021-01-01 23:50:00", "2021-01-02 00:10:00", NW, SE),   # start before --start
+            trip("2021-01-03 12:00:00", "2021-01-03 12:10:00", NW, SE),
+            trip("2021-01-04 23:50:00", "2021-01-05 00:10:00", NW, SE)]   # end after --end
+    report, data, dates = convert(tmp_path, rows, start="20210102", end="20210104")
+    assert len(dates) == 72 and dates[0] == "2021010201" and dates[-1] == "2021010424"
+    want = np.zeros((72, 2, 4, 2))
+    want[0, 1, 3, 1] = want[24 + 12, 0, 0, 0] = want[24 + 12, 1, 3, 1] = want[71, 0, 0, 0] = 1
+    np.testing.assert_array_equal(data, want)
+    assert report["not_counted"]["start: outside the time range"] == 1
+    assert report["not_counted"]["end: outside the time range"] == 1
+    # A range with no trip at all is written as zeros.
+    _, data, dates = convert(tmp_path, rows, start="20210110", end="20210110")
+    assert data.shape == (24, 2, 4, 2) and data.sum() == 0 and dates[0] == "2021011001"
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER, [])
+    out = str(tmp_path / "o.h5")
+    for kwargs, message in [(dict(bbox=(41, 40, -74, -73)), "LAT_MIN < LAT_MAX"),
+                            (dict(minutes=7), "divide a day"), (dict(grid=(0, 8)), ">= 1"),
+                            (dict(start="2021-01-01"), "YYYYMMDD"),
+                            (dict(start="20210102", end="20210101"), "after"),
+                            (dict(paths=[src, "nope.csv"]), "not found: nope.csv"),
+                            (dict(), "no trip end was counted")]:
+        args = dict(paths=[src], output=out, bbox=BBOX, grid=GRID, minutes=60) | kwargs
+        with pytest.raises(ttf.TripError, match=message):
+            ttf.convert(args.pop("paths"), **args)
+
+
+def test_refuses_to_overwrite(tmp_path):
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE)]
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER, rows)
+    out = str(tmp_path / "o.h5")
+    ttf.convert([src], out, BBOX, GRID, 60)
+    with pytest.raises(ttf.TripError, match="exists; pass --overwrite"):
+        ttf.convert([src], out, BBOX, (2, 2), 60)
+    with h5py.File(out, "r") as f:
+        assert f["data"].shape == (24, 2, 4, 2)   # untouched
+    ttf.convert([src], out, BBOX, (2, 2), 60, overwrite=True)
+    with h5py.File(out, "r") as f:
+        assert f["data"].shape == (24, 2, 2, 2)
+    assert not Path(out + ".tmp").exists()
+
+
+def test_round_trip_through_datasets(tmp_path):
+    rows = [trip(f"2021-01-0{d} {h:02d}:{m:02d}:00", f"2021-01-0{d} {h + 1:02d}:{m:02d}:00",
+                 (40.1 + 0.1 * h % 0.9, -73.9 + 0.05 * m % 0.8), (40.2 + 0.03 * m, -73.2))
+            for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]
+    report, _, _ = convert(tmp_path, rows, chunk_rows=5)   # several chunks
+    frames, dates = datasets.load_flow_file(str(tmp_path / "flows.h5"))
+    slots = datasets.parse_timestamps(dates, 24)
+    day = (date(2021, 1, 2) - date(1970, 1, 1)).days
+    np.testing.assert_array_equal(slots, day * 24 + np.arange(3 * 24))   # days 2, 3, 4
+    assert frames.shape == (72, 4, 2, 2)
+    assert frames[..., 0].sum() == report["outflow_events"] == len(rows)
+    assert frames[..., 1].sum() == report["inflow_events"] == len(rows)
+    with h5py.File(tmp_path / "flows.h5", "r") as f:
+        assert f["data"].dtype == np.float64 and f["date"].dtype == np.dtype("S10")
+    assert json.loads((tmp_path / "flows.h5.report.json").read_text()) == report
+    whole, _, _ = convert(tmp_path, rows)                 # one chunk: the same counts
+    assert {k: whole[k] for k in ("outflow_events", "not_counted")} == {
+        k: report[k] for k in ("outflow_events", "not_counted")}
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid=16-8"], "--grid must look like 16x8"),
+    (["--bbox=41,40,-74,-73"], "LAT_MIN < LAT_MAX"),
+    (["--minutes=7"], "must divide a day")])
+def test_cli_user_errors_are_one_line(tmp_path, args, message):
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER, [])
+    base = {"--bbox": "40,41,-74,-73", "--grid": "4x2", "--minutes": "60"}
+    base.update(a.split("=") for a in args)
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "o.h5"), src,
+                             *(f"{k}={v}" for k, v in base.items())], capture_output=True,
+                            text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_cli_success(tmp_path):
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER,
+                    [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE)])
+    out = tmp_path / "o.h5"
+    result = subprocess.run([sys.executable, str(SCRIPT), str(out), src, "--bbox=40,41,-74,-73",
+                             "--grid=4X2", "--minutes=30", "--start=20210101"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "rows/s" in result.stdout
+    with h5py.File(out, "r") as f:
+        assert f["data"].shape == (48, 2, 4, 2) and f["data"][20, 0, 0, 0] == 1
