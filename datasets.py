@@ -397,6 +397,17 @@ class ExternalFeatures:
         return external.astype(np.float32)
 
 
+def in_time_order(series, name):
+    """The series' frames and slot numbers sorted by time; duplicate time stamps are an error."""
+    order = np.argsort(series.slot_ids, kind="stable")
+    slot_ids = series.slot_ids[order]
+    if len(np.unique(slot_ids)) != len(slot_ids):
+        dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], series.T)
+        raise DataError(f"{name}: duplicate time stamps, e.g. {', '.join(dup)}; each slot may "
+                        f"appear once")
+    return series.frames[order], slot_ids
+
+
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
                  use_meta=True, use_holiday=False, use_meteorology=False, slots_per_day=None,
                  holiday_file="", meteorology_file=""):
@@ -409,12 +420,7 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
     if meteorology_file:
         series = series._replace(meteorology_path=meteorology_file)
     T = series.T
-    order = np.argsort(series.slot_ids, kind="stable")
-    frames, slot_ids = series.frames[order], series.slot_ids[order]
-    if len(np.unique(slot_ids)) != len(slot_ids):
-        dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], T)
-        raise DataError(f"{name}: duplicate time stamps, e.g. {', '.join(dup)}; each slot may "
-                        f"appear once")
+    frames, slot_ids = in_time_order(series, name)
     complete = complete_days_mask(slot_ids, T)
     dropped = sorted({d[:8] for d in format_timestamps(slot_ids[~complete], T)}) \
         if not complete.all() else []
@@ -435,6 +441,48 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
     features.fit(target_slots[:n_samples - n_test])
     return FlowDataset(frames, slot_ids, T, index, features(target_slots), n_test, name,
                        features, dropped)
+
+
+def recursive_inputs(frames, slot_ids, T, lengths, starts, step, predictions):
+    """Unscaled model inputs for slot start + step - 1 of each start slot (step 1: the start
+    itself), knowing the real frames before `start` and the predictions of steps 1 .. step-1
+    (predictions[i]: (n, H, W, F) for slot start + i). -> ({branch: (n, H, W, F * len)}, mask of
+    the starts whose needed real frames all exist)."""
+    position = slot_positions(np.asarray(slot_ids))
+    starts = np.asarray(starts)
+    n, (h, w, f) = len(starts), frames.shape[1:]
+    valid, inputs = np.ones(n, bool), {}
+    for name, offsets in branch_offsets(T, *lengths).items():
+        if not len(offsets):
+            continue
+        stack = np.zeros((n, len(offsets), h, w, f), np.float32)  # (n, len, H, W, F)
+        for j, off in enumerate(offsets):
+            earlier = step - 1 - off  # that frame's slot is start + earlier
+            if earlier >= 0:
+                stack[:, j] = predictions[earlier]
+            else:
+                pos = position(starts + earlier)
+                valid &= pos >= 0
+                stack[:, j] = frames[np.maximum(pos, 0)]
+        inputs[name] = stack.transpose(0, 2, 3, 1, 4).reshape(n, h, w, f * len(offsets))
+    return inputs, valid
+
+
+def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology, holiday_file,
+                      meteorology_file, scaling):
+    """Frames in time order, their slot numbers and the external features (with a saved run's
+    wind/temperature ranges) of a data set to forecast from; the last day may be incomplete."""
+    series = load_series(name, data_dir, T)
+    if series.T != T:
+        raise DataError(f"{name} has {series.T} slots a day, the model was trained on {T}")
+    if holiday_file:
+        series = series._replace(holiday_path=holiday_file)
+    if meteorology_file:
+        series = series._replace(meteorology_path=meteorology_file)
+    frames, slot_ids = in_time_order(series, name)
+    features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
+                                            scaling)
+    return frames, slot_ids, features
 
 
 # ---- input pipeline (the one place that uses tf.data) ----------------------------------------------

@@ -51,3 +51,48 @@ def scores(y_true, y_pred, prefix=""):
         out[f"rmse{prefix}_flow{k}"] = rmse(y_true[..., k], y_pred[..., k])
         out[f"mae{prefix}_flow{k}"] = mae(y_true[..., k], y_pred[..., k])
     return out
+
+
+def recursive_forecast(model, frames, slot_ids, T, lengths, scaler, features, starts, horizon):
+    """Predict slots start .. start + horizon - 1 of each start slot from the frames before it,
+    feeding each step's predictions back in as the later steps' recent frames (the journal
+    version's multi-step prediction). Weather stays that of the last known slot.
+    -> predictions (horizon, n, H, W, F) on the original scale, valid (horizon, n): every real
+    frame that step needed exists."""
+    starts = np.asarray(starts)
+    wants_external = "external" in [x.name for x in model.inputs]
+    preds, masks, valid = [], [], np.ones(len(starts), bool)
+    for step in range(1, horizon + 1):
+        x, ok = datasets.recursive_inputs(frames, slot_ids, T, lengths, starts, step, preds)
+        valid = valid & ok
+        x = {k: scaler.transform(v).astype(np.float32) for k, v in x.items()}
+        if wants_external:
+            x["external"] = features(starts + step - 1, known_before=starts)
+        preds.append(scaler.inverse_transform(model.predict(x, batch_size=256, verbose=0)))
+        masks.append(valid)
+    return np.stack(preds), np.stack(masks)
+
+
+def horizon_scores(model, ds, lengths, horizon):
+    """RMSE and MAE per step ahead on the test period, with HA and the last known frame on the
+    same targets: step k starts from each test target t and predicts t + k - 1 (step 1 is the
+    ordinary one-step test). -> list of dicts"""
+    starts = ds.target_slots[ds.n_train:]
+    preds, masks = recursive_forecast(model, ds.frames, ds.slot_ids, ds.T, lengths, ds.scaler,
+                                      ds.features, starts, horizon)
+    position = datasets.slot_positions(ds.slot_ids)
+    last_known = last_frame(ds.frames, ds.slot_ids, starts)
+    rows = []
+    for i in range(horizon):
+        keep = masks[i] & np.isin(starts + i, starts)  # the target lies in the test period
+        if not keep.any():
+            break
+        targets = starts[keep] + i
+        truth = ds.frames[position(targets)]
+        ha = historical_average(ds.frames, ds.slot_ids, ds.T, targets, ds.first_test_frame)
+        rows.append({"step": i + 1, "n": int(keep.sum()),
+                     "rmse": rmse(truth, preds[i][keep]), "mae": mae(truth, preds[i][keep]),
+                     "rmse_ha": rmse(truth, ha), "mae_ha": mae(truth, ha),
+                     "rmse_last": rmse(truth, last_known[keep]),
+                     "mae_last": mae(truth, last_known[keep])})
+    return rows

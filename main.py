@@ -109,7 +109,7 @@ def resolve_config():
     for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
-    for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience"):
+    for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience", "horizon"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
     if not any(lengths):
@@ -156,6 +156,15 @@ def write_predictions(path, y_pred, y_true, slots, T):
         f.create_dataset("data", data=np.moveaxis(y_pred, -1, 1))
         f.create_dataset("truth", data=np.moveaxis(y_true, -1, 1))
         f.create_dataset("date", data=np.char.encode(datasets.format_timestamps(slots, T), "ascii"))
+    os.replace(path + ".tmp", path)
+
+
+def write_rows(path, rows):
+    """A list of dicts with the same keys as CSV, written whole or not at all."""
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     os.replace(path + ".tmp", path)
 
 
@@ -309,9 +318,59 @@ def save_plots(run_dir, ds, history, y_true, y_pred):
                         os.path.join(run_dir, "series_busiest_region.png"))
 
 
+def forecast(run_dir, given, cfg):
+    """Forecast the `horizon` slots after the last one of the data with a saved run's model,
+    scaler and settings; settings given on the command line (data set, folders, side files)
+    replace the run's. Writes forecast-<first slot>-<k>.h5 and .png into the run folder."""
+    for name in ("params.json", "scaler.json", "model.keras"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise ConfigError(f"{run_dir} is not a run folder of main.py: {name} is missing")
+    with open(os.path.join(run_dir, "params.json")) as f:
+        run = json.load(f)
+    with open(os.path.join(run_dir, "scaler.json")) as f:
+        saved_scaler = json.load(f)
+    for key in ("dataset", "data_dir", "holiday_file", "meteorology_file"):
+        if key in given:
+            run[key] = cfg[key]
+    if not run["holiday_file"] and os.path.isfile(os.path.join(run_dir, "holidays.txt")):
+        run["holiday_file"] = os.path.join(run_dir, "holidays.txt")
+    frames, slot_ids, features = datasets.load_for_forecast(
+        run["dataset"], run["data_dir"], run["T"], run["use_meta"], run["use_holiday"],
+        run["use_meteorology"], run["holiday_file"], run["meteorology_file"],
+        saved_scaler["external"])
+    keras = import_keras_quietly()
+    import modules  # noqa: F401  (registers the fusion layer for loading)
+    import plots
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    start = slot_ids[-1] + 1
+    lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
+    preds, valid = evaluation.recursive_forecast(
+        model, frames, slot_ids, run["T"], lengths, datasets.MinMaxScaler.from_dict(saved_scaler),
+        features, [start], cfg["horizon"])
+    if not valid[-1, 0]:
+        raise datasets.DataError(f"{run['dataset']} lacks frames the forecast needs (closeness/"
+                                 f"period/trend lengths {lengths} before the last slot)")
+    stamps = datasets.format_timestamps(start + np.arange(cfg["horizon"]), run["T"])
+    path = os.path.join(run_dir, f"forecast-{stamps[0]}-{cfg['horizon']}")
+    k = 1
+    while os.path.exists(path + ".h5"):  # never overwrite an earlier forecast
+        k += 1
+        path = os.path.join(run_dir, f"forecast-{stamps[0]}-{cfg['horizon']}-{k}")
+    with h5py.File(path + ".tmp.h5", "w") as f:
+        f.create_dataset("data", data=np.moveaxis(preds[:, 0], -1, 1))  # (k, 2, H, W)
+        f.create_dataset("date", data=np.char.encode(stamps, "ascii"))
+    os.replace(path + ".tmp.h5", path + ".h5")
+    names = datasets.flow_names(run["dataset"])
+    plots.forecast_maps(preds[0, 0], names, f"forecast for {stamps[0]}", path + ".png")
+    print(f"forecast of {stamps[0]} .. {stamps[-1]}: {path}.h5 and {path}.png")
+    return path + ".h5"
+
+
 def main(argv):
     apply_overrides(argv)
     cfg = resolve_config()
+    if cfg["forecast_from"]:
+        return forecast(cfg["forecast_from"], {a[2:].split("=", 1)[0] for a in argv}, cfg)
     ds = datasets.load_dataset(
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
@@ -338,6 +397,10 @@ def main(argv):
     write_json(os.path.join(run_dir, "params.json"), cfg)
     write_json(os.path.join(run_dir, "scaler.json"),
                {**ds.scaler.to_dict(), "external": ds.external_scaling})
+    if ds.features.holidays is not None:  # the run folder alone suffices to forecast later
+        with open(os.path.join(run_dir, "holidays.txt"), "w") as f:
+            f.write("\n".join(datasets.format_timestamps(
+                np.array(sorted(ds.features.holidays)) * ds.T, ds.T).astype("U8")) + "\n")
 
     start = time.time()
     history = train_stage1(model, ds, cfg, fit_rows, val_rows)
@@ -359,6 +422,14 @@ def main(argv):
     write_json(os.path.join(run_dir, "metrics.json"), metrics)
     write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
                       ds.target_slots[ds.n_train:], ds.T)
+    if cfg["horizon"] > 1:
+        import plots
+        lengths = (cfg["len_closeness"], cfg["len_period"], cfg["len_trend"])
+        rows = evaluation.horizon_scores(model, ds, lengths, cfg["horizon"])
+        write_rows(os.path.join(run_dir, "horizon.csv"), rows)
+        plots.error_vs_horizon(rows, os.path.join(run_dir, "error_vs_horizon.png"))
+        print("steps ahead: " + ", ".join(f"{r['step']}: RMSE {r['rmse']:.3f} (HA {r['rmse_ha']:.3f},"
+                                          f" last {r['rmse_last']:.3f})" for r in rows))
     save_plots(run_dir, ds, history, y_true, y_pred)
     print(results_table(metrics, cfg["dataset"]))
     print(f"trained in {train_seconds:.0f} s; everything is in {run_dir}")

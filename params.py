@@ -37,6 +37,12 @@ jit_compile = False        # XLA compilation of the train step; off: it measured
 seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
+# ---- multi-step evaluation and forecasting -------------------------------------------------------
+horizon = 1                # >1: also score 1..horizon steps ahead on the test period, feeding the
+                           # model its own predictions (journal version); with forecast_from: steps
+forecast_from = ""         # a run folder: forecast the slots after the data's last one with its
+                           # model instead of training (python main.py --forecast_from=runs/...)
+
 # ---- output -----------------------------------------------------------------------------------
 out_dir = "runs"           # each run writes a new folder out_dir/<dataset>-<time>; never overwrites
 

@@ -69,3 +69,29 @@ def region_series(y_true, y_pred, labels, flow_names, title, path):
     axes[-1, 0].set_xticks(x[::step], labels[::step], rotation=30, fontsize=8)
     fig.suptitle(title)
     save(fig, path)
+
+
+def error_vs_horizon(rows, path):
+    """RMSE per step ahead of the model fed its own predictions, HA and the last known frame."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [r["step"] for r in rows]
+    for key, label in (("rmse", "ST-ResNet (recursive)"), ("rmse_ha", "HA"),
+                       ("rmse_last", "last known frame")):
+        ax.plot(steps, [r[key] for r in rows], marker="o", label=label)
+    ax.set(xlabel="steps ahead", ylabel="test RMSE", xticks=steps)
+    ax.legend()
+    save(fig, path)
+
+
+def forecast_maps(y, flow_names, title, path):
+    """Maps of each flow of one forecast slot. y: (H, W, F)."""
+    nf = y.shape[-1]
+    fig, axes = plt.subplots(1, nf, figsize=(3.2 * nf, 4), squeeze=False)
+    for k in range(nf):
+        im = axes[0, k].imshow(y[..., k], vmin=0, cmap="viridis")
+        axes[0, k].set_title(flow_names[k], fontsize=9)
+        axes[0, k].set_xticks([])
+        axes[0, k].set_yticks([])
+        fig.colorbar(im, ax=axes[0, k], fraction=0.046)
+    fig.suptitle(title)
+    save(fig, path)

@@ -106,10 +106,12 @@ def parse_coordinates(strings):
         except ValueError:
             return np.nan
 
+    text = np.asarray(strings, dtype=str)
+    text = np.where(np.strings.strip(text) == "", "nan", text)  # missing: common, kept vectorised
     try:
-        values = np.array(strings, dtype=np.float64)
-    except ValueError:  # some value in this chunk is bad: only then convert one by one
-        values = np.array([to_float(t) for t in strings], dtype=np.float64)
+        values = text.astype(np.float64)
+    except ValueError:  # some other bad value in this chunk: only then convert one by one
+        values = np.array([to_float(t) for t in text], dtype=np.float64)
     return np.where(np.isfinite(values), values, np.nan)
 
 
@@ -134,30 +136,26 @@ def cell_of(lat, lon, bbox, grid):
 
 # ---- reading -------------------------------------------------------------------------------------
 
-def clean_name(name):
-    return name.strip().strip('"').strip().lower()
-
-
-def column_choices(columns):
-    """'citibike', 'a,b,c,d,e,f' or six names -> the candidate tuples of six column names."""
-    if isinstance(columns, str):
-        if columns in COLUMN_PRESETS:
-            return COLUMN_PRESETS[columns]
-        columns = columns.split(",")
-    if len(columns) != 6:
-        raise TripError(f"columns must be a preset ({', '.join(COLUMN_PRESETS)}) or six names "
-                        f"start_time,end_time,start_lat,start_lon,end_lat,end_lon; got {columns}")
-    return [tuple(columns)]
+def clean(names):
+    """Column names as compared: case, surrounding spaces and quotes ignored."""
+    return [n.strip().strip('"').strip().lower() for n in names]
 
 
 def find_columns(header, columns, path):
-    """Positions of the six wanted columns in a header row (case and quotes ignored)."""
-    found = [clean_name(h) for h in header]
-    for choice in column_choices(columns):
-        wanted = [clean_name(c) for c in choice]
+    """Positions in a header row of the six columns: a preset name, 'a,b,c,d,e,f' or six names."""
+    if isinstance(columns, str):
+        columns = COLUMN_PRESETS.get(columns, [columns.split(",")])
+    else:
+        columns = [columns]
+    if len(columns[0]) != 6:
+        raise TripError(f"columns must be a preset ({', '.join(COLUMN_PRESETS)}) or six names "
+                        f"start_time,end_time,start_lat,start_lon,end_lat,end_lon; "
+                        f"got {list(columns[0])}")
+    found = clean(header)
+    for wanted in map(clean, columns):   # the first style whose columns are all there
         if all(c in found for c in wanted):
             return [found.index(c) for c in wanted]
-    expected = " or ".join(str(list(c)) for c in column_choices(columns))
+    expected = " or ".join(str(c) for c in map(clean, columns))
     raise TripError(f"{path}: missing columns; expected {expected}, found {found}")
 
 
@@ -274,7 +272,7 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     write_flows(output, counts, first, stop, T, grid)
     seconds = time.perf_counter() - began
     stamps = datasets.format_timestamps([first, stop - 1], T)
-    report.update(output=output, flows=FLOWS, grid=list(grid), bbox=list(bbox), T=T,
+    report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
                   slots=stop - first, first_slot=str(stamps[0]), last_slot=str(stamps[1]),
                   seconds=round(seconds, 3),
                   rows_per_second=round(report["rows_read"] / max(seconds, 1e-9)))

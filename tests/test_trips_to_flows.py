@@ -52,7 +52,8 @@ def convert(tmp_path, rows, header=NEW_HEADER, minutes=60, **kwargs):
         return report, f["data"][()], f["date"][()].astype(str)
 
 
-def stamps(day, T, slots):
+def stamps(day, slots):
+    """'YYYYMMDD' + each 1-based slot, two digits: the files' time stamps."""
     return [f"{day}{s:02d}" for s in slots]
 
 
@@ -122,8 +123,7 @@ def test_midnight_and_later_slot(tmp_path):
     rows = [trip("2021-01-01 23:50:00", "2021-01-02 00:10:00", NW, SE),
             trip("2021-01-02 08:15:00", "2021-01-02 10:40:00", SE, NW)]
     report, data, dates = convert(tmp_path, rows)
-    assert dates.tolist() == stamps("20210101", 24, range(1, 25)) + stamps("20210102", 24,
-                                                                           range(1, 25))
+    assert dates.tolist() == stamps("20210101", range(1, 25)) + stamps("20210102", range(1, 25))
     want = np.zeros((48, 2, 4, 2))
     want[23, 0, 0, 0] = 1          # outflow: last slot of day 1, at the start (NW)
     want[24, 1, 3, 1] = 1          # inflow: first slot of day 2, at the end (SE)
@@ -169,7 +169,7 @@ def test_malformed_rows_counted_per_reason(tmp_path):
 def test_citibike_preset_reads_every_header_style(tmp_path):
     times, lines = ("2021-01-01 10:00:00", "2021-01-01 11:05:00"), []
     old = [["60", *times, "1", "name", *NW, *SE, "7"]]
-    title = [h.title() for h in OLD_HEADER[:3]] + OLD_HEADER[3:]
+    title = [h.title() for h in OLD_HEADER]
     title[1:3] = ["Start Time", "Stop Time"]                  # the 2016-10..2017-03 files
     quoted = [f' "{h.upper()}" ' for h in NEW_HEADER]          # case, quotes, spaces ignored
     for header, rows in [(OLD_HEADER, old), (title, old), (quoted, [trip(*times, NW, SE)])]:
@@ -215,7 +215,7 @@ def test_thirty_minute_slots(tmp_path):
     rows = [trip("2021-01-01 00:29:59", "2021-01-01 00:30:00", NW, SE),
             trip("2021-01-01 23:30:00", "2021-01-01 23:59:59.9", NW, SE)]
     report, data, dates = convert(tmp_path, rows, minutes=30)
-    assert report["T"] == 48 and dates.tolist() == stamps("20210101", 48, range(1, 49))
+    assert report["T"] == 48 and dates.tolist() == stamps("20210101", range(1, 49))
     want = np.zeros((48, 2, 4, 2))
     want[0, 0, 0, 0] = want[1, 1, 3, 1] = want[47, 0, 0, 0] = want[47, 1, 3, 1] = 1
     np.testing.assert_array_equal(data, want)
@@ -268,8 +268,8 @@ def test_refuses_to_overwrite(tmp_path):
 
 def test_round_trip_through_datasets(tmp_path):
     rows = [trip(f"2021-01-0{d} {h:02d}:{m:02d}:00", f"2021-01-0{d} {h + 1:02d}:{m:02d}:00",
-                 (40.1 + 0.1 * h % 0.9, -73.9 + 0.05 * m % 0.8), (40.2 + 0.03 * m, -73.2))
-            for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]
+                 (40.05 + 0.04 * h, -73.95 + 0.02 * m), (40.95 - 0.01 * m, -73.5 - 0.01 * h))
+            for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]   # all inside
     report, _, _ = convert(tmp_path, rows, chunk_rows=5)   # several chunks
     frames, dates = datasets.load_flow_file(str(tmp_path / "flows.h5"))
     slots = datasets.parse_timestamps(dates, 24)

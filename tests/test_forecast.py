@@ -1,0 +1,104 @@
+"""Multi-step prediction (predictions fed back in), its evaluation per step, and forecasting the
+slots after a data file's last one from a saved run folder."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import datasets  # noqa: E402
+
+TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=0",
+        "--batch_size=64"]
+
+
+def run_main(*args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_recursive_inputs_take_predictions_for_slots_from_the_start_on():
+    T = 4
+    slots = np.arange(100, 140)
+    slots = slots[slots != 120]                        # one missing slot
+    frames = np.arange(len(slots), dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 1, 2))
+    value = dict(zip(slots.tolist(), frames[:, 0, 0, 0]))
+    starts = np.array([130, 125])
+    preds = [np.full((2, 1, 1, 2), -1.0 - i, np.float32) for i in range(5)]  # step i+1 -> -(i+1)
+    lengths = (2, 1, 0)                                # closeness t-1, t-2; period t-T
+    x, ok = datasets.recursive_inputs(frames, slots, T, lengths, starts, 1, preds[:0])
+    assert ok.all()
+    assert list(x["closeness"][0, 0, 0, ::2]) == [value[129], value[128]]   # nearest first
+    assert x["period"][1, 0, 0, 0] == value[125 - 4]
+    x, ok = datasets.recursive_inputs(frames, slots, T, lengths, starts, 2, preds[:1])
+    assert list(x["closeness"][0, 0, 0, ::2]) == [-1.0, value[129]]        # t-1 is step 1's
+    assert x["period"][0, 0, 0, 0] == value[131 - 4]
+    x, ok = datasets.recursive_inputs(frames, slots, T, lengths, starts, 3, preds[:2])
+    assert list(x["closeness"][0, 0, 0, ::2]) == [-2.0, -1.0]
+    x, ok = datasets.recursive_inputs(frames, slots, T, lengths, starts, 5, preds[:4])
+    assert x["period"][0, 0, 0, 0] == -1.0                                   # t-T = step 1's slot
+    # start 124, step 1: t-T = 120 is missing -> not valid; start 130 is
+    x, ok = datasets.recursive_inputs(frames, slots, T, (1, 1, 0), np.array([124, 130]), 1, [])
+    assert list(ok) == [False, True]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("forecast")
+    result = run_main(*TINY, "--horizon=3", f"--data_dir={tmp / 'data'}", f"--out_dir={tmp / 'runs'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list((tmp / "runs").iterdir())
+    return tmp, run_dir
+
+
+def test_horizon_scores_start_with_the_one_step_test(trained):
+    _, run_dir = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = list(csv.DictReader((run_dir / "horizon.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert float(rows[0]["rmse"]) == pytest.approx(metrics["rmse"], rel=1e-4)
+    assert float(rows[0]["rmse_last"]) == pytest.approx(metrics["rmse_last"], rel=1e-6)
+    assert int(rows[0]["n"]) == 240 and int(rows[2]["n"]) == 238   # targets stay in the test
+    assert float(rows[2]["rmse_last"]) > float(rows[0]["rmse_last"])  # older frame, larger error
+    assert (run_dir / "error_vs_horizon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_forecast_from_a_run_folder_matches_its_test_prediction(trained):
+    tmp, run_dir = trained
+    # The data up to the first test target: forecasting its next slot must give the run's own
+    # test prediction for that slot, from the run folder and this file alone.
+    with h5py.File(tmp / "data" / "Synthetic" / "SYN_M16x8_T60_OutIn.h5", "r") as f:
+        data, dates = f["data"][()], f["date"][()]
+    with h5py.File(run_dir / "test_predictions.h5", "r") as f:
+        first_test, expected = f["date"][0], f["data"][0]
+    cut = int(np.flatnonzero(dates == first_test)[0])
+    with h5py.File(tmp / "upto.h5", "w") as f:
+        f.create_dataset("data", data=data[:cut])
+        f.create_dataset("date", data=dates[:cut])
+    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'upto.h5'}", "--horizon=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = run_dir / f"forecast-{first_test.decode()}-2.h5"
+    with h5py.File(path, "r") as f:
+        assert f["data"].shape == (2, 2, 16, 8)
+        assert [d.decode() for d in f["date"][()]] == [first_test.decode(),
+                                                       dates[cut + 1].decode()]
+        np.testing.assert_allclose(f["data"][0], expected, rtol=1e-4, atol=1e-3)
+    assert path.with_suffix(".png").is_file()
+    again = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'upto.h5'}", "--horizon=2")
+    assert again.returncode == 0 and (run_dir / f"forecast-{first_test.decode()}-2-2.h5").is_file()
+
+
+def test_forecast_from_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
+    result = run_main(f"--forecast_from={tmp_path}")
+    assert result.returncode != 0 and "is not a run folder of main.py" in result.stderr
+    assert "Traceback" not in result.stderr
