@@ -1,14 +1,14 @@
 """Raw trip records (CSV) -> an in/out-flow HDF5 file in the release layout that
-datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T
-(python trips_to_flows.py --help).
+datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T.
 
 Flows (the paper's definitions, BikeNYC's order): flow 0 = outflow ("new-flow"), the trips that
 start in a region during a slot, by start time and place; flow 1 = inflow ("end-flow"), the trips
 that end there, by end time and place. The two ends of a trip are counted independently.
 Grid: row 0 is the north edge (largest latitude), column 0 the west edge. A point's cell is
 row = floor((lat_max - lat) / (lat_max - lat_min) * H), col = floor((lon - lon_min) / (lon_max -
-lon_min) * W): a point on an internal grid line belongs to the cell south / east of it; points on
-the outer edges are inside (lat_min -> last row, lon_max -> last column).
+lon_min) * W): a point on an internal grid line (to 1e-9 of a cell, so that decimal lines count)
+belongs to the cell south / east of it; points on the outer edges are inside (lat_min -> last
+row, lon_max -> last column).
 Time stamps are local naive times: 'YYYY-MM-DD HH:MM:SS[.fff]', 'YYYY-MM-DDTHH:MM:SS[.fff]' or
 'M/D/YYYY H:MM[:SS]'. Every trip end that is not counted is counted under a reason in the report
 (returned, printed, and written to <output>.report.json); blank lines are not records.
@@ -39,6 +39,7 @@ END_REASONS = ("bad time", "bad coordinates", "outside the box", "outside the ti
 ROW_REASONS = ("row too short", "end before start")  # these drop both ends of the row
 REASONS = ROW_REASONS + tuple(f"{end}: {r}" for end in ("start", "end") for r in END_REASONS)
 NO_LIMIT = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)  # slot range when none is given
+MAX_FIELD = 64  # longer time or coordinate fields are invalid (a broken quote swallows lines)
 
 
 class TripError(ValueError):
@@ -46,6 +47,14 @@ class TripError(ValueError):
 
 
 # ---- parsing -------------------------------------------------------------------------------------
+
+def as_text(strings):
+    """Strings -> a unicode array, fields longer than MAX_FIELD blanked: numpy pads every string
+    to the longest, so one runaway field would otherwise blow up the whole chunk's memory."""
+    if max(map(len, strings), default=0) > MAX_FIELD:
+        strings = [t if len(t) <= MAX_FIELD else "" for t in strings]
+    return np.asarray(strings, dtype=str)
+
 
 def digit_runs(text, count=8):
     """Split strings into runs of digits and the characters between them, vectorised.
@@ -75,7 +84,7 @@ def digit_runs(text, count=8):
 
 def parse_times(strings):
     """Time-stamp strings -> datetime64[s] (fractional seconds dropped), NaT where unparseable."""
-    text = np.strings.strip(np.asarray(strings, dtype=str))
+    text = np.strings.strip(as_text(strings))
     if len(text) == 0:
         return np.zeros(0, "datetime64[s]")
     v, s, n_v, n_s = digit_runs(text)
@@ -106,7 +115,7 @@ def parse_coordinates(strings):
         except ValueError:
             return np.nan
 
-    text = np.asarray(strings, dtype=str)
+    text = as_text(strings)
     text = np.where(np.strings.strip(text) == "", "nan", text)  # missing: common, kept vectorised
     try:
         values = text.astype(np.float64)
@@ -234,7 +243,7 @@ def day_number(text, name):
 
 def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
     lat_min, lat_max, lon_min, lon_max = bbox
-    if not (lat_min < lat_max and lon_min < lon_max):
+    if not (np.all(np.isfinite(bbox)) and lat_min < lat_max and lon_min < lon_max):
         raise TripError(f"bbox must be LAT_MIN,LAT_MAX,LON_MIN,LON_MAX with LAT_MIN < LAT_MAX and "
                         f"LON_MIN < LON_MAX, got {list(bbox)}")
     if len(grid) != 2 or min(grid) < 1:
@@ -301,7 +310,7 @@ def parse_numbers(text, sep, count, name, example, kind):
 
 
 def main(argv=None):
-    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", help="the HDF5 file to write")
     parser.add_argument("inputs", nargs="+", help="trip CSV file(s), counted into one output")
     parser.add_argument("--bbox", required=True, help="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX")

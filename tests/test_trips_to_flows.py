@@ -93,9 +93,15 @@ def test_parse_times_formats():
 
 @pytest.mark.parametrize("text", ["", "abc", "2021-01-01", "2021-02-29 10:00:00", "13/1/2015 0:00",
                                   "2021-01-01 24:00:00", "2021-01-01 10:00:00+01:00",
-                                  "2021-01-01  10:00:00", "2021/01/01 10:00:00", "NaT", "now"])
+                                  "2021-01-01  10:00:00", "2021/01/01 10:00:00", "NaT", "now",
+                                  "2021-01-01 10:00:00" + " " * 100])   # longer than MAX_FIELD
 def test_parse_times_rejects(text):
     assert np.isnat(ttf.parse_times(["2021-01-01 00:00:00", text])).tolist() == [False, True]
+
+
+def test_parse_coordinates():
+    got = ttf.parse_coordinates(["40.5", " -73.25 ", "", "abc", "nan", "inf", "1" * 100])
+    np.testing.assert_array_equal(got, [40.5, -73.25] + [np.nan] * 5)
 
 
 def test_slot_of_numbers_slots_like_datasets():
@@ -167,15 +173,15 @@ def test_malformed_rows_counted_per_reason(tmp_path):
 
 
 def test_citibike_preset_reads_every_header_style(tmp_path):
-    times, lines = ("2021-01-01 10:00:00", "2021-01-01 11:05:00"), []
+    times, seen = ("2021-01-01 10:00:00", "2021-01-01 11:05:00"), []
     old = [["60", *times, "1", "name", *NW, *SE, "7"]]
     title = [h.title() for h in OLD_HEADER]
     title[1:3] = ["Start Time", "Stop Time"]                  # the 2016-10..2017-03 files
     quoted = [f' "{h.upper()}" ' for h in NEW_HEADER]          # case, quotes, spaces ignored
     for header, rows in [(OLD_HEADER, old), (title, old), (quoted, [trip(*times, NW, SE)])]:
         _, data, _ = convert(tmp_path, rows, header=header)
-        lines.append((data[10, 0, 0, 0], data[11, 1, 3, 1], data.sum()))
-    assert lines == [(1, 1, 2)] * 3
+        seen.append((data[10, 0, 0, 0], data[11, 1, 3, 1], data.sum()))
+    assert seen == [(1, 1, 2)] * 3
 
 
 def test_custom_columns_and_missing_columns(tmp_path):
@@ -241,6 +247,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
     src = write_csv(tmp_path / "t.csv", NEW_HEADER, [])
     out = str(tmp_path / "o.h5")
     for kwargs, message in [(dict(bbox=(41, 40, -74, -73)), "LAT_MIN < LAT_MAX"),
+                            (dict(bbox=(40, np.nan, -74, -73)), "LAT_MIN < LAT_MAX"),
                             (dict(minutes=7), "divide a day"), (dict(grid=(0, 8)), ">= 1"),
                             (dict(start="2021-01-01"), "YYYYMMDD"),
                             (dict(start="20210102", end="20210101"), "after"),
@@ -291,14 +298,17 @@ def test_round_trip_through_datasets(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--grid=16-8"], "--grid must look like 16x8"),
     (["--bbox=41,40,-74,-73"], "LAT_MIN < LAT_MAX"),
-    (["--minutes=7"], "must divide a day")])
+    (["--minutes=7"], "must divide a day"),
+    (["--columns=a,b,c,d,e,f"], "missing columns; expected ['a', 'b'"),
+    (["--input=nope.csv"], "not found: nope.csv"),
+    (["--minutes"], "expected one argument")])
 def test_cli_user_errors_are_one_line(tmp_path, args, message):
     src = write_csv(tmp_path / "t.csv", NEW_HEADER, [])
-    base = {"--bbox": "40,41,-74,-73", "--grid": "4x2", "--minutes": "60"}
-    base.update(a.split("=") for a in args)
-    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "o.h5"), src,
-                             *(f"{k}={v}" for k, v in base.items())], capture_output=True,
-                            text=True)
+    base = {"--input": src, "--bbox": "40,41,-74,-73", "--grid": "4x2", "--minutes": "60"}
+    base.update(a.split("=") if "=" in a else (a, None) for a in args)
+    options = [k if v is None else f"{k}={v}" for k, v in base.items() if k != "--input"]
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "o.h5"), base["--input"],
+                             *options], capture_output=True, text=True)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("error: ") and message in result.stderr
