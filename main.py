@@ -342,6 +342,9 @@ def forecast(run_dir, given, cfg):
     import modules  # noqa: F401  (registers the fusion layer for loading)
     import plots
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    if tuple(model.output.shape[1:]) != frames.shape[1:]:
+        raise datasets.DataError(f"{run['dataset']} has frames of {frames.shape[1:]} but the "
+                                 f"model of {run_dir} predicts {tuple(model.output.shape[1:])}")
     start = slot_ids[-1] + 1
     lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
     preds, valid = evaluation.recursive_forecast(

@@ -102,3 +102,14 @@ def test_forecast_from_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     result = run_main(f"--forecast_from={tmp_path}")
     assert result.returncode != 0 and "is not a run folder of main.py" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_forecast_on_data_of_another_grid_is_refused(trained):
+    tmp, run_dir = trained
+    dates = np.array([f"202001{d:02d}{s:02d}" for d in range(1, 31) for s in range(1, 25)],
+                     dtype="S10")
+    with h5py.File(tmp / "other_grid.h5", "w") as f:
+        f.create_dataset("data", data=np.ones((len(dates), 2, 5, 5)))
+        f.create_dataset("date", data=dates)
+    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'other_grid.h5'}")
+    assert result.returncode != 0 and "has frames of (5, 5, 2) but the model" in result.stderr
