@@ -123,6 +123,9 @@ def load_meteorology(path, T):
                         f"'Temperature' (n,), got {len(dates)}, {weather.shape}, {len(wind)}, "
                         f"{len(temperature)}")
     slots = parse_timestamps(dates, T, source=path)
+    if not np.any(slots % T == T - 1):  # e.g. an hourly file read with T = 48
+        raise DataError(f"{path}: no entry has slot {T}; its time stamps must use the flow data's "
+                        f"{T} slots a day")
     # The official code's order: weather, wind speed, temperature.
     return slots, np.hstack([weather, wind, temperature])
 
@@ -193,10 +196,12 @@ def meteorology_rows(target_slots, meteo_slots, T, source):
     order = np.argsort(meteo_slots, kind="stable")
     wanted = np.asarray(target_slots) - 1
     pos = np.searchsorted(meteo_slots, wanted, side="right", sorter=order) - 1
-    if np.any(pos < 0):
-        first = format_timestamps(wanted[pos < 0][:1], T)[0]
-        raise DataError(f"{source} has no entry at or before {first} (the slot before a target); "
-                        f"it must cover the flow data's period")
+    # no entry at all before t-1, or only one more than a day older: the file does not cover it
+    stale = (pos < 0) | (wanted - meteo_slots[order[np.maximum(pos, 0)]] > T)
+    if np.any(stale):
+        first = format_timestamps(wanted[stale][:1], T)[0]
+        raise DataError(f"{source} has no entry within a day before {first} (the slot before a "
+                        f"target); it must cover the flow data's period")
     return order[pos]
 
 
@@ -298,8 +303,9 @@ def load_files(paths, T=None):
         if frames.shape[1:] != loaded[0][1].shape[1:]:
             raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
                             f"{loaded[0][1].shape[1:3]}; the files must share one grid")
-    if T is None:
-        T = max(infer_slots_per_day(dates, path) for path, _, dates in loaded)
+    if T is None:  # over all files together: a short file alone may lack the last slots
+        T = infer_slots_per_day(np.concatenate([as_text(d) for _, _, d in loaded]),
+                                ", ".join(paths))
     slots = [parse_timestamps(dates, T, source=path) for path, _, dates in loaded]
     return Series(np.concatenate([f for _, f, _ in loaded]), np.concatenate(slots), T, None, None)
 
@@ -443,6 +449,15 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                        features, dropped)
 
 
+def missing_history(slot_ids, T, lengths, start, horizon):
+    """The real slots before `start` that forecasting `horizon` steps from it needs and the data
+    lacks (sorted)."""
+    offsets = np.concatenate(list(branch_offsets(T, *lengths).values()))
+    needed = {start + step - 1 - off for step in range(1, horizon + 1) for off in offsets
+              if step - 1 - off < 0}
+    return sorted(needed - set(np.asarray(slot_ids).tolist()))
+
+
 def recursive_inputs(frames, slot_ids, T, lengths, starts, step, predictions):
     """Unscaled model inputs for slot start + step - 1 of each start slot (step 1: the start
     itself), knowing the real frames before `start` and the predictions of steps 1 .. step-1
@@ -472,7 +487,7 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
                       meteorology_file, scaling):
     """Frames in time order, their slot numbers and the external features (with a saved run's
     wind/temperature ranges) of a data set to forecast from; the last day may be incomplete."""
-    series = load_series(name, data_dir, T)
+    series = load_series(name, data_dir)  # a file's T inferred, to compare with the model's
     if series.T != T:
         raise DataError(f"{name} has {series.T} slots a day, the model was trained on {T}")
     if holiday_file:

@@ -150,11 +150,12 @@ def write_json(path, obj):
 
 
 def write_predictions(path, y_pred, y_true, slots, T):
-    """Test predictions in the release layout ('data' (n, 2, H, W) on the original scale, 'date'
-    YYYYMMDD + slot) with the true frames beside them ('truth', same layout)."""
+    """Predictions in the release layout ('data' (n, 2, H, W) on the original scale, 'date'
+    YYYYMMDD + slot), with the true frames beside them ('truth', same layout) where known."""
     with h5py.File(path + ".tmp", "w") as f:
         f.create_dataset("data", data=np.moveaxis(y_pred, -1, 1))
-        f.create_dataset("truth", data=np.moveaxis(y_true, -1, 1))
+        if y_true is not None:
+            f.create_dataset("truth", data=np.moveaxis(y_true, -1, 1))
         f.create_dataset("date", data=np.char.encode(datasets.format_timestamps(slots, T), "ascii"))
     os.replace(path + ".tmp", path)
 
@@ -318,10 +319,12 @@ def save_plots(run_dir, ds, history, y_true, y_pred):
                         os.path.join(run_dir, "series_busiest_region.png"))
 
 
-def forecast(run_dir, given, cfg):
-    """Forecast the `horizon` slots after the last one of the data with a saved run's model,
-    scaler and settings; settings given on the command line (data set, folders, side files)
-    replace the run's. Writes forecast-<first slot>-<k>.h5 and .png into the run folder."""
+FORECAST_KEYS = {"forecast_from", "horizon", "dataset", "data_dir", "holiday_file",
+                 "meteorology_file"}
+
+
+def load_run(run_dir):
+    """A run folder's settings and fitted scalers; older runs lack the side-file settings."""
     for name in ("params.json", "scaler.json", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise ConfigError(f"{run_dir} is not a run folder of main.py: {name} is missing")
@@ -329,15 +332,36 @@ def forecast(run_dir, given, cfg):
         run = json.load(f)
     with open(os.path.join(run_dir, "scaler.json")) as f:
         saved_scaler = json.load(f)
+    run.setdefault("holiday_file", "")
+    run.setdefault("meteorology_file", "")
+    return run, saved_scaler
+
+
+def forecast(run_dir, given, cfg):
+    """Forecast the `horizon` slots after the last one of the data with a saved run's model,
+    scaler and settings; the data set, folders and side files may be given anew. Writes
+    forecast-<first slot>-<k>.h5 and a map of the first slot (.png) into the run folder."""
+    if given - FORECAST_KEYS:
+        raise ConfigError(f"with --forecast_from only {sorted(FORECAST_KEYS)} may be given; the "
+                          f"other settings are the run's: {sorted(given - FORECAST_KEYS)}")
+    run, saved_scaler = load_run(run_dir)
     for key in ("dataset", "data_dir", "holiday_file", "meteorology_file"):
         if key in given:
             run[key] = cfg[key]
-    if not run["holiday_file"] and os.path.isfile(os.path.join(run_dir, "holidays.txt")):
-        run["holiday_file"] = os.path.join(run_dir, "holidays.txt")
+    if "holiday_file" not in given and os.path.isfile(os.path.join(run_dir, "holidays.txt")):
+        run["holiday_file"] = os.path.join(run_dir, "holidays.txt")  # the run's own copy
     frames, slot_ids, features = datasets.load_for_forecast(
         run["dataset"], run["data_dir"], run["T"], run["use_meta"], run["use_holiday"],
         run["use_meteorology"], run["holiday_file"], run["meteorology_file"],
         saved_scaler["external"])
+    start, T = slot_ids[-1] + 1, run["T"]
+    lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
+    missing = datasets.missing_history(slot_ids, T, lengths, start, cfg["horizon"])
+    if missing:
+        raise datasets.DataError(
+            f"{run['dataset']} lacks {len(missing)} slot(s) that forecasting {cfg['horizon']} "
+            f"step(s) after its last slot needs: {', '.join(datasets.format_timestamps(missing[:5], T))}"
+            f"{' ...' if len(missing) > 5 else ''}")
     keras = import_keras_quietly()
     import modules  # noqa: F401  (registers the fusion layer for loading)
     import plots
@@ -345,26 +369,19 @@ def forecast(run_dir, given, cfg):
     if tuple(model.output.shape[1:]) != frames.shape[1:]:
         raise datasets.DataError(f"{run['dataset']} has frames of {frames.shape[1:]} but the "
                                  f"model of {run_dir} predicts {tuple(model.output.shape[1:])}")
-    start = slot_ids[-1] + 1
-    lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
-    preds, valid = evaluation.recursive_forecast(
-        model, frames, slot_ids, run["T"], lengths, datasets.MinMaxScaler.from_dict(saved_scaler),
+    preds, _ = evaluation.recursive_forecast(
+        model, frames, slot_ids, T, lengths, datasets.MinMaxScaler.from_dict(saved_scaler),
         features, [start], cfg["horizon"])
-    if not valid[-1, 0]:
-        raise datasets.DataError(f"{run['dataset']} lacks frames the forecast needs (closeness/"
-                                 f"period/trend lengths {lengths} before the last slot)")
-    stamps = datasets.format_timestamps(start + np.arange(cfg["horizon"]), run["T"])
+    slots = start + np.arange(cfg["horizon"])
+    stamps = datasets.format_timestamps(slots, T)
     path = os.path.join(run_dir, f"forecast-{stamps[0]}-{cfg['horizon']}")
     k = 1
     while os.path.exists(path + ".h5"):  # never overwrite an earlier forecast
         k += 1
         path = os.path.join(run_dir, f"forecast-{stamps[0]}-{cfg['horizon']}-{k}")
-    with h5py.File(path + ".tmp.h5", "w") as f:
-        f.create_dataset("data", data=np.moveaxis(preds[:, 0], -1, 1))  # (k, 2, H, W)
-        f.create_dataset("date", data=np.char.encode(stamps, "ascii"))
-    os.replace(path + ".tmp.h5", path + ".h5")
-    names = datasets.flow_names(run["dataset"])
-    plots.forecast_maps(preds[0, 0], names, f"forecast for {stamps[0]}", path + ".png")
+    write_predictions(path + ".h5", preds[:, 0], None, slots, T)
+    plots.forecast_maps(preds[0, 0], datasets.flow_names(run["dataset"]),
+                        f"forecast for {stamps[0]}", path + ".png")
     print(f"forecast of {stamps[0]} .. {stamps[-1]}: {path}.h5 and {path}.png")
     return path + ".h5"
 

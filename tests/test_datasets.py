@@ -447,7 +447,7 @@ def test_taxibj_meteorology_not_covering_the_data_raises(tmp_path):
         f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keep]])
         f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keep]))
         f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keep]))
-    with pytest.raises(datasets.DataError, match="no entry at or before"):
+    with pytest.raises(datasets.DataError, match="no entry within a day before"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
 
@@ -705,3 +705,18 @@ def test_flow_file_in_the_wrong_layout_is_refused(tmp_path):
                                                dtype="S10"))
     with pytest.raises(datasets.DataError, match=r"must be \(n, 2, H, W\)"):
         datasets.load_flow_file(str(path))
+
+
+def test_taxibj_weather_more_than_a_day_old_is_refused(tmp_path):
+    # a meteorology file that stops two days before the end of BJ16: stale rows are not reused
+    _, meteo = write_taxibj(tmp_path)
+    end = stamp(BJ_STARTS[16] + timedelta(days=BJ_DAYS - 2), 1)
+    keep = sorted(k for k in meteo if k < end)
+    with h5py.File(tmp_path / "TaxiBJ" / "BJ_Meteorology.h5", "w") as f:
+        f.create_dataset("date", data=np.array(keep, dtype="S10"))
+        f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keep]])
+        f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keep]))
+        f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keep]))
+    with pytest.raises(datasets.DataError, match="no entry within a day before 2016040"):
+        datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
+                              use_holiday=True, use_meteorology=True)

@@ -113,3 +113,27 @@ def test_forecast_on_data_of_another_grid_is_refused(trained):
         f.create_dataset("date", data=dates)
     result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'other_grid.h5'}")
     assert result.returncode != 0 and "has frames of (5, 5, 2) but the model" in result.stderr
+
+
+def test_forecast_names_the_missing_history_and_refuses_other_settings(trained):
+    tmp, run_dir = trained
+    dates = np.array([f"202001{d:02d}{s:02d}" for d in range(1, 11) for s in range(1, 25)],
+                     dtype="S10")                      # 10 days: the trend needs 4 weeks
+    with h5py.File(tmp / "short.h5", "w") as f:
+        f.create_dataset("data", data=np.ones((len(dates), 2, 16, 8)))
+        f.create_dataset("date", data=dates)
+    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'short.h5'}")
+    assert result.returncode != 0 and "lacks" in result.stderr and "2019121" in result.stderr
+    result = run_main(f"--forecast_from={run_dir}", "--len_trend=0")
+    assert result.returncode != 0 and "the other settings are the run's" in result.stderr
+
+
+def test_forecast_refuses_a_file_with_other_slots_per_day(trained):
+    tmp, run_dir = trained
+    dates = np.array([f"2020{m:02d}{d:02d}{s:02d}" for m in (1, 2) for d in range(1, 29)
+                      for s in range(1, 49)], dtype="S10")  # half-hourly: T = 48
+    with h5py.File(tmp / "halfhourly.h5", "w") as f:
+        f.create_dataset("data", data=np.ones((len(dates), 2, 16, 8)))
+        f.create_dataset("date", data=dates)
+    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'halfhourly.h5'}")
+    assert result.returncode != 0 and "has 48 slots a day, the model was trained on 24" in result.stderr

@@ -135,3 +135,10 @@ def test_main_runs_on_your_own_file(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert cfg["T"] == 48 and cfg["slots_per_day"] == 48
     assert metrics["n_test"] == 48 and metrics["flow_names"] == ["flow0", "flow1"]
+
+
+def test_slots_per_day_is_inferred_over_all_files_together(tmp_path):
+    write_flows(tmp_path / "a.h5", stamps(date(2020, 1, 1), 14, 24))
+    write_flows(tmp_path / "b.h5", stamps(date(2020, 1, 15), 1, 24)[:7])  # a short last file
+    ds = datasets.load_dataset(f"{tmp_path / 'a.h5'},{tmp_path / 'b.h5'}", "", 3, 1, 1, 1)
+    assert ds.T == 24 and ds.dropped_days == ["20200115"]
