@@ -446,6 +446,8 @@ def main(argv):
         import plots
         lengths = (cfg["len_closeness"], cfg["len_period"], cfg["len_trend"])
         rows = evaluation.horizon_scores(model, ds, lengths, cfg["horizon"])
+        if len(rows) < cfg["horizon"]:
+            print(f"only {len(rows)} steps ahead fit in the test period and are scored")
         write_rows(os.path.join(run_dir, "horizon.csv"), rows)
         plots.error_vs_horizon(rows, os.path.join(run_dir, "error_vs_horizon.png"))
         print("steps ahead: " + ", ".join(f"{r['step']}: RMSE {r['rmse']:.3f} (HA {r['rmse_ha']:.3f},"

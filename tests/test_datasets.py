@@ -720,3 +720,18 @@ def test_taxibj_weather_more_than_a_day_old_is_refused(tmp_path):
     with pytest.raises(datasets.DataError, match="no entry within a day before 2016040"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
+
+
+def test_external_features_keep_the_last_known_weather_for_later_steps():
+    T = 4
+    slots = np.arange(400, 440)
+    weather = np.eye(17)[np.arange(len(slots)) % 17]
+    table = np.hstack([weather, np.arange(len(slots))[:, None], np.zeros((len(slots), 1))])
+    features = datasets.ExternalFeatures(T, use_meta=False, meteorology=(slots, table, "m.h5"),
+                                         scaling={"wind": [0.0, 100.0], "temperature": [0.0, 1.0]})
+    starts = np.array([420, 430])
+    one_step = features(starts)                          # weather of t-1
+    later = features(starts + 2, known_before=starts)    # step 3: still the slot before the start
+    np.testing.assert_array_equal(one_step, later)
+    assert list(one_step[:, 17] * 100) == [19.0, 29.0]   # rows of slots 419 and 429
+    assert list(features(starts + 2)[:, 17] * 100) == [21.0, 31.0]  # one-step at t+2: t+1
