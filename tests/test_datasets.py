@@ -438,15 +438,20 @@ def test_taxibj_meteorology_gap_falls_back_to_the_latest_earlier_entry(tmp_path)
     np.testing.assert_array_equal(ds.external[row, 9:26], expected)
 
 
-def test_taxibj_meteorology_not_covering_the_data_raises(tmp_path):
-    first = BJ_STARTS[13]
-    _, meteo = write_taxibj(tmp_path)
-    keep = sorted(k for k in meteo if k >= stamp(first + timedelta(days=9), 1))
-    with h5py.File(tmp_path / "TaxiBJ" / "BJ_Meteorology.h5", "w") as f:
+def rewrite_meteorology(root, meteo, keep):
+    """Replace BJ_Meteorology.h5 by one holding only the time stamps in `keep`."""
+    with h5py.File(Path(root) / "TaxiBJ" / "BJ_Meteorology.h5", "w") as f:
         f.create_dataset("date", data=np.array(keep, dtype="S10"))
         f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keep]])
         f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keep]))
         f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keep]))
+
+
+def test_taxibj_meteorology_not_covering_the_data_raises(tmp_path):
+    first = BJ_STARTS[13]
+    _, meteo = write_taxibj(tmp_path)
+    keep = sorted(k for k in meteo if k >= stamp(first + timedelta(days=9), 1))
+    rewrite_meteorology(tmp_path, meteo, keep)
     with pytest.raises(datasets.DataError, match="no entry within a day before"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
@@ -712,11 +717,7 @@ def test_taxibj_weather_more_than_a_day_old_is_refused(tmp_path):
     _, meteo = write_taxibj(tmp_path)
     end = stamp(BJ_STARTS[16] + timedelta(days=BJ_DAYS - 2), 1)
     keep = sorted(k for k in meteo if k < end)
-    with h5py.File(tmp_path / "TaxiBJ" / "BJ_Meteorology.h5", "w") as f:
-        f.create_dataset("date", data=np.array(keep, dtype="S10"))
-        f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keep]])
-        f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keep]))
-        f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keep]))
+    rewrite_meteorology(tmp_path, meteo, keep)
     with pytest.raises(datasets.DataError, match="no entry within a day before 2016040"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
