@@ -44,14 +44,19 @@ def parse_days(dates, source="data"):
         raise DataError(f"{source}: dates must start with a valid YYYYMMDD; {err}") from None
 
 
+def slot_numbers(text, source, expected):
+    """The SS of 10-digit 'YYYYMMDDSS' stamps (int64); any other shape is a DataError."""
+    bad = [d for d in text if len(d) != 10 or not d.isdigit()]
+    if bad:
+        raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot {expected}, "
+                        f"found {bad[0]!r}")
+    return np.array([int(d[8:]) for d in text], dtype=np.int64)
+
+
 def parse_timestamps(dates, T, source="data"):
     """'YYYYMMDDSS' (slot SS in 1..T) -> slot numbers day * T + SS - 1 (int64)."""
     text = as_text(dates)
-    bad = [d for d in text if len(d) != 10 or not d.isdigit()]
-    if bad:
-        raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot 01..{T}, "
-                        f"found {bad[0]!r}")
-    slot = np.array([int(d[8:]) for d in text], dtype=np.int64)
+    slot = slot_numbers(text, source, f"01..{T}")
     if len(slot) and (slot.min() < 1 or slot.max() > T):
         wrong = text[(slot < 1) | (slot > T)][0]
         raise DataError(f"{source}: slot numbers must lie in 01..{T} (T = {T} slots a day), "
@@ -281,11 +286,7 @@ class FlowDataset:
 
 def infer_slots_per_day(dates, source):
     """T of a flow file: its largest slot number, which must divide a day into whole minutes."""
-    text = as_text(dates)
-    bad = [d for d in text if len(d) != 10 or not d.isdigit()]
-    if bad:
-        raise DataError(f"{source}: time stamps must be 10 digits YYYYMMDD + slot, found {bad[0]!r}")
-    T = max(int(d[8:]) for d in text)
+    T = int(slot_numbers(as_text(dates), source, "01..T").max())
     if T < 1 or 1440 % T:
         raise DataError(f"{source}: the largest slot number is {T}, which does not divide a day "
                         f"into equal slots; give the number of slots a day with --slots_per_day=")
@@ -379,10 +380,10 @@ class ExternalFeatures:
         return table[meteorology_rows(known_before, slots, self.T, path)]
 
     def fit(self, target_slots):
-        for col, key in ((-2, "wind"), (-1, "temperature")):
-            if self.meteorology is not None:
-                values = self.weather(target_slots)[:, col]
-                self.scaling[key] = [float(values.min()), float(values.max())]
+        if self.meteorology is not None:
+            meteo = self.weather(target_slots)
+            for col, key in ((-2, "wind"), (-1, "temperature")):
+                self.scaling[key] = [float(meteo[:, col].min()), float(meteo[:, col].max())]
         return self
 
     def __call__(self, target_slots, known_before=None):
@@ -403,6 +404,15 @@ class ExternalFeatures:
         return external.astype(np.float32)
 
 
+def with_side_files(series, holiday_file, meteorology_file):
+    """The series with the given holiday list / meteorology file replacing its own."""
+    if holiday_file:
+        series = series._replace(holiday_path=holiday_file)
+    if meteorology_file:
+        series = series._replace(meteorology_path=meteorology_file)
+    return series
+
+
 def in_time_order(series, name):
     """The series' frames and slot numbers sorted by time; duplicate time stamps are an error."""
     order = np.argsort(series.slot_ids, kind="stable")
@@ -421,10 +431,7 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
     Slots are put in time order; duplicate time stamps are an error; days lacking any of their
     slots are dropped first, as the official TaxiBJ pipeline does."""
     series = load_series(name, data_dir, slots_per_day)
-    if holiday_file:
-        series = series._replace(holiday_path=holiday_file)
-    if meteorology_file:
-        series = series._replace(meteorology_path=meteorology_file)
+    series = with_side_files(series, holiday_file, meteorology_file)
     T = series.T
     frames, slot_ids = in_time_order(series, name)
     complete = complete_days_mask(slot_ids, T)
@@ -490,10 +497,7 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
     series = load_series(name, data_dir)  # a file's T inferred, to compare with the model's
     if series.T != T:
         raise DataError(f"{name} has {series.T} slots a day, the model was trained on {T}")
-    if holiday_file:
-        series = series._replace(holiday_path=holiday_file)
-    if meteorology_file:
-        series = series._replace(meteorology_path=meteorology_file)
+    series = with_side_files(series, holiday_file, meteorology_file)
     frames, slot_ids = in_time_order(series, name)
     features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
                                             scaling)
