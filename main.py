@@ -117,6 +117,11 @@ def resolve_config():
                           "one branch")
     if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
+    for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine"))):
+        if cfg[key] not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
+    if cfg["lr_cont"] < 0 or cfg["weight_decay"] < 0 or cfg["average_last"] < 0:
+        raise ConfigError("lr_cont, weight_decay and average_last must be >= 0")
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
     return cfg
@@ -209,7 +214,13 @@ def build_and_compile(cfg, ds):
         len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
         nb_residual_unit=cfg["nb_residual_unit"], nb_filters=cfg["nb_filters"],
         batch_norm=cfg["batch_norm"])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg["lr"]), loss="mse",
+    if cfg["weight_decay"]:
+        optimizer = keras.optimizers.AdamW(learning_rate=cfg["lr"],
+                                           weight_decay=cfg["weight_decay"])
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=cfg["lr"])
+    loss = keras.losses.Huber(delta=0.1) if cfg["loss"] == "huber" else cfg["loss"]
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
                   jit_compile=cfg["jit_compile"])
     return model
@@ -241,12 +252,52 @@ def train_stage1(model, ds, cfg, fit_rows, val_rows):
             "val_loss": h["val_loss"], "val_rmse": h["val_rmse"]}
 
 
+def stage2_lr(cfg, epoch):
+    """Stage 2's learning rate in epoch (0-based): constant, or a half cosine from lr_cont
+    that would reach 0 one epoch after the last."""
+    lr = cfg["lr_cont"] or cfg["lr"]
+    if cfg["lr_schedule"] == "cosine":
+        return lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg["epochs_cont"]))
+    return lr
+
+
+def weight_average_callback(first_epoch):
+    """A Keras callback that, at the end of training, sets the model's weights to the mean of
+    the weights at the end of epochs first_epoch, first_epoch + 1, ... (0-based)."""
+    import keras
+
+    class WeightAverage(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.sum, self.count = None, 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch < first_epoch:
+                return
+            weights = [np.asarray(w, dtype=np.float64) for w in self.model.get_weights()]
+            self.sum = weights if self.sum is None else [s + w for s, w in zip(self.sum, weights)]
+            self.count += 1
+
+        def on_train_end(self, logs=None):
+            if self.count:
+                self.model.set_weights([(s / self.count).astype(np.float32) for s in self.sum])
+
+    return WeightAverage()
+
+
 def train_stage2(model, ds, cfg, history):
     """epochs_cont more epochs on the whole training set; appends to the history columns."""
-    print(f"stage 2: {ds.n_train} samples, {cfg['epochs_cont']} epochs")
+    import keras
+    epochs, lr = cfg["epochs_cont"], cfg["lr_cont"] or cfg["lr"]
+    print(f"stage 2: {ds.n_train} samples, {epochs} epochs, learning rate {lr:g} "
+          f"({cfg['lr_schedule']})" + (f", weights averaged over the last {cfg['average_last']}"
+                                       if cfg["average_last"] else ""))
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch: stage2_lr(cfg, epoch))]
+    if cfg["average_last"]:
+        callbacks.append(weight_average_callback(epochs - min(cfg["average_last"], epochs)))
     h = model.fit(datasets.make_tf_dataset(ds, np.arange(ds.n_train), cfg["batch_size"],
                                            shuffle=True, seed=cfg["seed"] + 1),
-                  epochs=cfg["epochs_cont"], shuffle=False, verbose=cfg["verbose"]).history
+                  epochs=epochs, callbacks=callbacks, shuffle=False,
+                  verbose=cfg["verbose"]).history
     n = len(h["loss"])
     history["stage"] += [2] * n
     history["loss"] += h["loss"]

@@ -33,6 +33,13 @@ epochs = None              # stage 1: maximum epochs on 90% of the training samp
 patience = None            # stage 1: early stopping patience on the validation RMSE
 validation_fraction = 0.1  # stage 1: the last 10% of the training samples validate
 epochs_cont = None         # stage 2: epochs on the full training set after stage 1 (0 skips it)
+loss = "mse"               # mse (paper) | mae | huber (Huber with delta 0.1 on the [-1, 1] scale)
+weight_decay = 0.0         # >0: AdamW's decoupled weight decay at this rate (paper: 0, plain Adam)
+lr_cont = 0.0              # stage 2's starting learning rate; 0: the same as lr (paper)
+lr_schedule = "constant"   # stage 2's rate: constant (paper) | cosine: falls from lr_cont to 0
+                           # along a half cosine over the epochs_cont epochs
+average_last = 0           # >0: the final weights are the mean of stage 2's last k epoch-end
+                           # weights (stochastic weight averaging); 0: the last epoch's (paper)
 jit_compile = False        # XLA compilation of the train step; off: it measured slower on CPU
 seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
