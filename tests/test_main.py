@@ -76,6 +76,9 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--len_trend=-1"], "len_trend must be >= 0"),
     (["--dataset=paris"], "dataset must be one of"),
     (["--seed=-1"], "seed must be >= 0"),
+    (["--loss=l1"], "loss must be one of mse, mae, huber"),
+    (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
+    (["--average_last=-2"], "average_last must be >= 0"),
 ])
 def test_impossible_settings_are_rejected(args, message):
     main.apply_overrides(args)
@@ -232,3 +235,50 @@ def test_help_lists_every_param_and_exits_cleanly():
     assert result.returncode == 0
     for key in ("dataset", "len_closeness", "epochs_cont", "out_dir"):
         assert f"--{key}=" in result.stdout
+
+
+# ---- stage-2 options -----------------------------------------------------------------------------
+
+def test_stage2_rate_is_constant_by_default_and_a_half_cosine_when_asked():
+    cfg = {"lr": 2e-4, "lr_cont": 0.0, "lr_schedule": "constant", "epochs_cont": 4}
+    assert [main.stage2_lr(cfg, e) for e in range(4)] == [2e-4] * 4
+    cfg.update(lr_cont=1e-3, lr_schedule="cosine")
+    rates = [main.stage2_lr(cfg, e) for e in range(4)]
+    # 1e-3 * (1 + cos(pi e / 4)) / 2 for e = 0..3
+    np.testing.assert_allclose(rates, [1e-3, 1e-3 * (2 + 2 ** 0.5) / 4, 5e-4,
+                                       1e-3 * (2 - 2 ** 0.5) / 4])
+
+
+def test_weight_averaging_sets_the_mean_of_the_last_epochs_weights():
+    import keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    y = np.ones((16, 2), "float32")
+
+    class Record(keras.callbacks.Callback):  # runs before the averager: sees each epoch's weights
+        def on_train_begin(self, logs=None):
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append(self.model.get_weights())
+
+    record = Record()
+    model.fit(x, y, epochs=5, batch_size=4, shuffle=False, verbose=0,
+              callbacks=[record, main.weight_average_callback(2)])
+    for i, w in enumerate(model.get_weights()):
+        expected = np.mean([epoch[i] for epoch in record.seen[2:]], axis=0)
+        np.testing.assert_allclose(w, expected, rtol=1e-6)
+        assert not np.allclose(w, record.seen[-1][i])  # not simply the last epoch's
+
+
+def test_training_options_reach_the_compiled_model():
+    main.apply_overrides(["--weight_decay=0.001", "--loss=huber"])
+    cfg = main.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 1, 0, 0, 1, True, False, False,
+                               None, "", "")
+    model = main.build_and_compile(cfg, ds)
+    assert type(model.optimizer).__name__ == "AdamW"
+    assert model.optimizer.weight_decay == pytest.approx(0.001)
+    assert type(model.loss).__name__ == "Huber"
