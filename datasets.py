@@ -532,5 +532,7 @@ def make_tf_dataset(ds, rows, batch_size, shuffle=False, seed=None):
     data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
     if shuffle:
         data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    options = tf.data.Options()  # under a multi-worker strategy each worker takes its part
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+        tf.data.AUTOTUNE).with_options(options)  # of every batch

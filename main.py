@@ -16,6 +16,7 @@ import importlib  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -120,11 +121,80 @@ def resolve_config():
     for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
+    if cfg["distribute"] not in ("none", "mirrored", "multiworker"):
+        raise ConfigError(f"distribute must be one of none, mirrored, multiworker; got "
+                          f"{cfg['distribute']!r}")
+    if cfg["distribute"] == "multiworker":
+        tf_config_task()
     if cfg["lr_cont"] < 0 or cfg["weight_decay"] < 0 or cfg["average_last"] < 0:
         raise ConfigError("lr_cont, weight_decay and average_last must be >= 0")
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
     return cfg
+
+
+def tf_config_task():
+    """TF_CONFIG's (task type, task index, is chief), checked before training."""
+    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    text = os.environ.get("TF_CONFIG", "")
+    if not text:
+        raise ConfigError(f"distribute=multiworker needs the TF_CONFIG environment variable on "
+                          f"every worker, e.g. TF_CONFIG='{example}' (README, \"Many GPUs or "
+                          f"machines\")")
+    try:
+        conf = json.loads(text)
+        cluster, kind, index = conf["cluster"], conf["task"]["type"], int(conf["task"]["index"])
+        hosts = cluster[kind]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"TF_CONFIG is not valid ({type(err).__name__}: {err}); expected JSON "
+                          f"like {example}") from None
+    if not 0 <= index < len(hosts):
+        raise ConfigError(f"TF_CONFIG's task index {index} is not one of the {len(hosts)} "
+                          f"{kind} addresses")
+    return kind, index, kind == "chief" or (kind == "worker" and index == 0
+                                             and "chief" not in cluster)
+
+
+def distribution_strategy(cfg):
+    """The tf.distribute strategy of cfg["distribute"]; checks that the batch divides."""
+    import tensorflow as tf
+    if cfg["distribute"] == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    elif cfg["distribute"] == "multiworker":
+        class MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+            """Works around two gaps of Keras 3's fit under this strategy (keras-team/keras
+            #20585): it reduces a whole (inputs dict, target) batch at once, and it reduces
+            scalar metrics along an axis 0 they do not have. Values are reduced one by one,
+            scalars over the replicas only."""
+            def reduce(self, reduce_op, value, axis):
+                parent = super()
+
+                def one(v):
+                    rank = self.experimental_local_results(v)[0].shape.rank
+                    return parent.reduce(reduce_op, v, axis if rank else None)
+                return tf.nest.map_structure(one, value)
+
+        strategy = MultiWorker()
+    else:
+        return tf.distribute.get_strategy()  # the default: one device
+    n = strategy.num_replicas_in_sync
+    if cfg["batch_size"] % n:
+        raise ConfigError(f"batch_size={cfg['batch_size']} is the global batch and must divide "
+                          f"evenly among the {n} replicas of distribute={cfg['distribute']}")
+    print(f"distribute={cfg['distribute']}: {n} replicas, {cfg['batch_size'] // n} samples "
+          f"each per step")
+    return strategy
+
+
+def weights_fingerprint(model):
+    """A short hash of all weights: equal on every worker of a multi-worker run."""
+    import hashlib
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()[:16]
 
 
 # ---- output folder -------------------------------------------------------------------------------
@@ -457,13 +527,18 @@ def main(argv):
           f"{ds.external.shape[1]} external features")
     baselines = baseline_predictions(ds)
     fit_rows, val_rows = split_rows(ds, cfg["validation_fraction"])
-    run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
-    run_dir = new_run_dir(cfg["out_dir"], run_name)
-    print(f"run folder: {run_dir}")
 
     keras = import_keras_quietly()  # only now: errors in settings and data are reported first
+    strategy = distribution_strategy(cfg)
+    run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
+    chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
+    # Only the chief writes a run folder; the other workers' copies go to a temporary folder.
+    run_dir = new_run_dir(cfg["out_dir"] if chief else tempfile.mkdtemp(), run_name)
+    print(f"run folder: {run_dir}" + ("" if chief else " (a worker's copy, deleted at the end)"))
+
     keras.utils.set_random_seed(cfg["seed"])
-    model = build_and_compile(cfg, ds)
+    with strategy.scope():
+        model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")
     write_json(os.path.join(run_dir, "params.json"), cfg)
     write_json(os.path.join(run_dir, "scaler.json"),
@@ -505,6 +580,11 @@ def main(argv):
                                           f" last {r['rmse_last']:.3f})" for r in rows))
     save_plots(run_dir, ds, history, y_true, y_pred)
     print(results_table(metrics, cfg["dataset"]))
+    if cfg["distribute"] != "none":
+        print(f"final weights fingerprint: {weights_fingerprint(model)}")
+    if not chief:
+        shutil.rmtree(os.path.dirname(run_dir), ignore_errors=True)
+        return None
     print(f"trained in {train_seconds:.0f} s; everything is in {run_dir}")
     return run_dir
 

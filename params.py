@@ -44,6 +44,13 @@ jit_compile = False        # XLA compilation of the train step; off: it measured
 seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
+# ---- devices ------------------------------------------------------------------------------------
+distribute = "none"        # none: one device | mirrored: all local GPUs (without GPUs, every
+                           # logical CPU device) | multiworker: several processes or machines, as
+                           # set by the TF_CONFIG environment variable (README, "Many GPUs or
+                           # machines"). batch_size stays the global batch: each of n replicas
+                           # computes 1/n of it, so lr, epochs and results mean what they mean on one
+
 # ---- multi-step evaluation and forecasting -------------------------------------------------------
 horizon = 1                # >1: also score 1..horizon steps ahead on the test period, feeding the
                            # model its own predictions (journal version); with forecast_from: steps
