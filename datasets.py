@@ -8,7 +8,9 @@ batch. Time stamps are turned into integer slot numbers (day number * T + slot -
 dependency is looked up by time, not by array position, and gaps in the data are handled exactly.
 """
 import collections
+import hashlib
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -19,6 +21,15 @@ BIKENYC_FILE = os.path.join("BikeNYC", "NYC14_M16x8_T60_NewEnd.h5")
 TAXIBJ_FILES = [os.path.join("TaxiBJ", f"BJ{y}_M32x32_T30_InOut.h5") for y in (13, 14, 15, 16)]
 TAXIBJ_METEOROLOGY = os.path.join("TaxiBJ", "BJ_Meteorology.h5")
 TAXIBJ_HOLIDAY = os.path.join("TaxiBJ", "BJ_Holiday.txt")
+# The published md5 sums of the release files (data/README.md); another sum gives a warning.
+RELEASE_MD5 = {
+    "NYC14_M16x8_T60_NewEnd.h5": "461e58f5e14e33f279164ecc74b748b2",
+    "BJ13_M32x32_T30_InOut.h5": "24cec8a5310d4982ffcee43c7aa3ad70",
+    "BJ14_M32x32_T30_InOut.h5": "bfe5144413e950207cad50999b3910ab",
+    "BJ15_M32x32_T30_InOut.h5": "70fa80fcb4441f2df18d3dde246dc5fb",
+    "BJ16_M32x32_T30_InOut.h5": "6592f29581f0ed5fc930d2c7f40f8e6f",
+    "BJ_Meteorology.h5": "cf749c9f9de700d7a9edfffb428aad42",
+}
 SYNTHETIC_FILE = os.path.join("Synthetic", "SYN_M16x8_T60_OutIn.h5")
 SYNTHETIC_HOLIDAY = os.path.join("Synthetic", "SYN_Holiday.txt")
 
@@ -29,15 +40,22 @@ class DataError(ValueError):
 
 # ---- time stamps ---------------------------------------------------------------------------------
 
-def as_text(dates):
-    """Date strings or bytes (as h5py returns them) -> a unicode array."""
+def as_text(dates, source="data"):
+    """Date strings or bytes (as h5py returns them, fixed or variable length) -> unicode array."""
     dates = np.asarray(dates)
-    return np.char.decode(dates, "ascii") if dates.dtype.kind == "S" else dates.astype("U")
+    try:
+        if dates.dtype.kind == "O":
+            dates = np.array([d.decode("ascii") if isinstance(d, bytes) else str(d)
+                              for d in dates.ravel()], dtype="U").reshape(dates.shape)
+        return np.char.decode(dates, "ascii") if dates.dtype.kind == "S" else dates.astype("U")
+    except (UnicodeDecodeError, ValueError, TypeError) as err:
+        raise DataError(f"{source}: time stamps must be ASCII text YYYYMMDD + slot "
+                        f"({type(err).__name__}: {err})") from None
 
 
 def parse_days(dates, source="data"):
     """'YYYYMMDD...' strings or bytes -> day numbers since 1970-01-01 (int64)."""
-    iso = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in as_text(dates)]
+    iso = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" for d in as_text(dates, source)]
     try:
         return np.array(iso, dtype="datetime64[D]").astype(np.int64)
     except ValueError as err:
@@ -55,7 +73,7 @@ def slot_numbers(text, source, expected):
 
 def parse_timestamps(dates, T, source="data"):
     """'YYYYMMDDSS' (slot SS in 1..T) -> slot numbers day * T + SS - 1 (int64)."""
-    text = as_text(dates)
+    text = as_text(dates, source)
     slot = slot_numbers(text, source, f"01..{T}")
     if len(slot) and (slot.min() < 1 or slot.max() > T):
         wrong = text[(slot < 1) | (slot > T)][0]
@@ -84,45 +102,88 @@ def require_file(path, where_from):
         raise DataError(f"data file not found: {path}\n{where_from}")
 
 
-def load_flow_file(path):
-    """An HDF5 flow file (keys 'data' (n, 2, H, W) and 'date') -> ((n, H, W, 2) float32, dates)."""
+def check_release_md5(path):
+    """Warns (does not stop) when a release file's md5 differs from the published one."""
+    expected = RELEASE_MD5.get(os.path.basename(path))
+    if expected is None:
+        return
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        print(f"warning: {path}: md5 {digest.hexdigest()} differs from the release's {expected}; "
+              f"the file may be damaged or another version, so results may not compare with the "
+              f"paper's (data/README.md)", file=sys.stderr)
+
+
+def read_arrays(path, keys):
+    """The named datasets of an HDF5 file as arrays; DataError when unreadable or missing."""
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("data", "date") if k not in f]
+            missing = [k for k in keys if not isinstance(f.get(k), h5py.Dataset)]
             if missing:
-                raise DataError(f"{path}: missing key(s) {missing}; a flow file holds 'data' "
-                                f"(n, 2, H, W) and 'date' (n,) strings YYYYMMDD + slot")
-            data, dates = f["data"][()], f["date"][()]
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    if data.ndim != 4 or data.shape[1] != 2 or len(data) != len(dates) or len(data) == 0:
+                raise DataError(f"{path}: missing key(s) {missing}; found {sorted(f.keys())}")
+            return [f[k][()] for k in keys]
+    except DataError:
+        raise
+    except Exception as err:  # h5py reports damage as OSError, RuntimeError, KeyError, ...
+        raise DataError(f"{path}: not a readable HDF5 file ({type(err).__name__}: {err}); is it "
+                        f"complete (not truncated) and in the format of data/README.md?") from None
+
+
+def check_counts(values, path, key, dates):
+    """Flows must be finite, non-negative numbers; names the first slot that is not."""
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{path}: '{key}' must hold numbers, found dtype {values.dtype}")
+    bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    for what, mask in (("NaN or infinite", bad), ("negative", values < 0)):
+        if mask.any():
+            rows = np.flatnonzero(mask.reshape(len(values), -1).any(axis=1))
+            raise DataError(f"{path}: '{key}' has {int(mask.sum())} {what} value(s) in "
+                            f"{len(rows)} slot(s), the first at {as_text(dates[rows[:1]], path)[0]}; "
+                            f"flows are counts >= 0: repair or drop those slots")
+
+
+def load_flow_file(path):
+    """An HDF5 flow file (keys 'data' (n, 2, H, W) and 'date') -> ((n, H, W, 2) float32, dates)."""
+    check_release_md5(path)
+    data, dates = read_arrays(path, ("data", "date"))
+    if data.ndim != 4 or data.shape[1] != 2 or dates.ndim != 1 or len(data) != len(dates) \
+            or len(data) == 0:
         raise DataError(f"{path}: 'data' must be (n, 2, H, W) (time, flow, rows, columns; "
                         f"channels-first as released) with one 'date' per slot, got data "
-                        f"{data.shape} and {len(dates)} dates")
+                        f"{data.shape} and 'date' {dates.shape}")
+    check_counts(data, path, "data", dates)
     return np.ascontiguousarray(np.moveaxis(data, 1, -1), dtype=np.float32), dates
 
 
 def load_holidays(path):
     """A holiday list (one YYYYMMDD a line, any line endings) -> set of day numbers."""
-    with open(path) as f:
-        lines = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable text holiday list ({err}); expected one "
+                        f"YYYYMMDD a line") from None
     return set(parse_days(lines, source=path).tolist())
 
 
 def load_meteorology(path, T):
     """BJ_Meteorology.h5 -> (slot ids, (n, 19) features [weather one-hot 17, wind, temperature])."""
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("date", "Weather", "Temperature", "WindSpeed") if k not in f]
-            if missing:
-                raise DataError(f"{path}: missing key(s) {missing}")
-            dates = f["date"][()]
-            weather = np.asarray(f["Weather"][()], dtype=np.float32)
-            wind = np.asarray(f["WindSpeed"][()], dtype=np.float32).reshape(-1, 1)
-            temperature = np.asarray(f["Temperature"][()], dtype=np.float32).reshape(-1, 1)
-    except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file ({err})") from None
-    if weather.ndim != 2 or weather.shape[1] != 17 or not (
+    check_release_md5(path)
+    dates, weather, wind, temperature = (np.atleast_1d(a) for a in read_arrays(
+        path, ("date", "Weather", "WindSpeed", "Temperature")))
+    for key, values in (("Weather", weather), ("WindSpeed", wind), ("Temperature", temperature)):
+        if values.dtype.kind not in "biuf" or (values.dtype.kind == "f"
+                                               and not np.isfinite(values).all()):
+            raise DataError(f"{path}: '{key}' must hold finite numbers (dtype {values.dtype}); "
+                            f"repair the missing entries")
+    weather = np.asarray(weather, dtype=np.float32)
+    wind = np.asarray(wind, dtype=np.float32).reshape(len(wind), -1)
+    temperature = np.asarray(temperature, dtype=np.float32).reshape(len(temperature), -1)
+    if weather.ndim != 2 or weather.shape[1] != 17 or wind.shape[1:] != (1,) or \
+            temperature.shape[1:] != (1,) or not (
             len(dates) == len(weather) == len(wind) == len(temperature)):
         raise DataError(f"{path}: expected 'date' (n,), 'Weather' (n, 17), 'WindSpeed' (n,) and "
                         f"'Temperature' (n,), got {len(dates)}, {weather.shape}, {len(wind)}, "
@@ -305,7 +366,7 @@ def load_files(paths, T=None):
             raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
                             f"{loaded[0][1].shape[1:3]}; the files must share one grid")
     if T is None:  # over all files together: a short file alone may lack the last slots
-        T = infer_slots_per_day(np.concatenate([as_text(d) for _, _, d in loaded]),
+        T = infer_slots_per_day(np.concatenate([as_text(d, p) for p, _, d in loaded]),
                                 ", ".join(paths))
     slots = [parse_timestamps(dates, T, source=path) for path, _, dates in loaded]
     return Series(np.concatenate([f for _, f, _ in loaded]), np.concatenate(slots), T, None, None)
@@ -506,9 +567,10 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
 
 # ---- input pipeline (the one place that uses tf.data) ----------------------------------------------
 
-def make_tf_dataset(ds, rows, batch_size, shuffle=False, seed=None):
-    """tf.data pipeline over sample rows: gathers each batch's frames from the one frame array,
-    scales them to [-1, 1] and yields ({closeness, period, trend, external}, target)."""
+def make_tf_dataset(ds, rows, batch_size):
+    """tf.data pipeline over sample rows, in their order: gathers each batch's frames from the
+    one frame array, scales them to [-1, 1] and yields ({closeness, period, trend, external},
+    target). Training shuffles the rows it passes (training.epoch_order)."""
     import tensorflow as tf  # imported here so that errors in settings and data come first
 
     if ds._tensors is None:  # one copy of frames, index and features for all pipelines
@@ -530,8 +592,6 @@ def make_tf_dataset(ds, rows, batch_size, shuffle=False, seed=None):
         return inputs, y
 
     data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
-    if shuffle:
-        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()  # under a multi-worker strategy each worker takes its part
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(

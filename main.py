@@ -19,7 +19,6 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 import params  # noqa: E402
+import training  # noqa: E402
 
 # The paper's rows (RMSE) to print beside a run. BikeNYC's use the official script's convention
 # (RMSE x sqrt(cells / cells with a station)), TaxiBJ's plain RMSE: PAPER_COLUMN says which of
@@ -126,6 +126,9 @@ def resolve_config():
                           f"{cfg['distribute']!r}")
     if cfg["distribute"] == "multiworker":
         tf_config_task()
+        if cfg["resume"]:
+            raise ConfigError("--resume is not available with distribute=multiworker: only the "
+                              "chief keeps a checkpoint")
     if cfg["lr_cont"] < 0 or cfg["weight_decay"] < 0 or cfg["average_last"] < 0:
         raise ConfigError("lr_cont, weight_decay and average_last must be >= 0")
     if cfg["seed"] < 0:
@@ -218,6 +221,48 @@ def new_run_dir(out_dir, dataset):
     raise ConfigError(f"could not find a free run folder name in {out_dir!r}")
 
 
+def write_text(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def check_free_space(run_dir, n_params):
+    """Room for the model with its optimizer state (model.keras), the checkpoint (the same plus
+    the best and averaged weights) and the results, checked before training."""
+    need = n_params * 4 * 12 + 50 * 2 ** 20
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise ConfigError(f"only {free / 2 ** 20:.0f} MiB free on the disk of {run_dir}; the run "
+                          f"needs about {need / 2 ** 20:.0f} MiB for its model, checkpoint and "
+                          f"results. Free some space or choose another --out_dir=")
+
+
+def check_resumable(run_dir, cfg, scaler):
+    """run_dir, if it is an unfinished run of the same settings and data; else a ConfigError."""
+    if not os.path.isfile(os.path.join(run_dir, "params.json")):
+        raise ConfigError(f"--resume={run_dir}: not a run folder of main.py (no params.json)")
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        raise ConfigError(f"--resume={run_dir}: that run has finished (metrics.json exists); "
+                          f"its results stay as they are. Start a new run without --resume")
+    if not os.path.isfile(os.path.join(run_dir, training.CHECKPOINT, "state.json")):
+        raise ConfigError(f"--resume={run_dir}: the run stopped before its first epoch ended, "
+                          f"so there is nothing to resume; start it again without --resume")
+    with open(os.path.join(run_dir, "params.json")) as f:
+        saved = json.load(f)
+    free = {"resume", "out_dir", "data_dir", "verbose", "holiday_file", "meteorology_file"}
+    differ = [f"{k}={saved.get(k)!r} there, {cfg[k]!r} now" for k in cfg
+              if k not in free and saved.get(k) != cfg[k]]
+    if differ:
+        raise ConfigError(f"--resume={run_dir} was started with other settings: "
+                          f"{'; '.join(differ)}. Resume with the command that started it")
+    with open(os.path.join(run_dir, "scaler.json")) as f:
+        if json.load(f) != json.loads(json.dumps(scaler)):
+            raise ConfigError(f"--resume={run_dir}: the data differs from the data the run "
+                              f"started with (its scaling ranges differ)")
+    return run_dir
+
+
 def write_json(path, obj):
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=2)
@@ -304,76 +349,6 @@ def split_rows(ds, validation_fraction):
         raise datasets.DataError(f"{ds.n_train} training samples cannot be split into training "
                                  f"and validation by validation_fraction={validation_fraction}")
     return np.arange(n_fit), np.arange(n_fit, ds.n_train)
-
-
-def train_stage1(model, ds, cfg, fit_rows, val_rows):
-    """Early stopping on the validation RMSE, best weights kept. -> history columns"""
-    import keras
-    print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
-          f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
-    stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=cfg["patience"],
-                                         restore_best_weights=True, verbose=1)
-    h = model.fit(datasets.make_tf_dataset(ds, fit_rows, cfg["batch_size"], shuffle=True,
-                                           seed=cfg["seed"]),
-                  validation_data=datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
-                  epochs=cfg["epochs"], callbacks=[stop], shuffle=False,  # tf.data shuffles
-                  verbose=cfg["verbose"]).history
-    return {"stage": [1] * len(h["loss"]), "loss": h["loss"], "rmse": h["rmse"],
-            "val_loss": h["val_loss"], "val_rmse": h["val_rmse"]}
-
-
-def stage2_lr(cfg, epoch):
-    """Stage 2's learning rate in epoch (0-based): constant, or a half cosine from lr_cont
-    that would reach 0 one epoch after the last."""
-    lr = cfg["lr_cont"] or cfg["lr"]
-    if cfg["lr_schedule"] == "cosine":
-        return lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg["epochs_cont"]))
-    return lr
-
-
-def weight_average_callback(first_epoch):
-    """A Keras callback that, at the end of training, sets the model's weights to the mean of
-    the weights at the end of epochs first_epoch, first_epoch + 1, ... (0-based)."""
-    import keras
-
-    class WeightAverage(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.sum, self.count = None, 0
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch < first_epoch:
-                return
-            weights = [np.asarray(w, dtype=np.float64) for w in self.model.get_weights()]
-            self.sum = weights if self.sum is None else [s + w for s, w in zip(self.sum, weights)]
-            self.count += 1
-
-        def on_train_end(self, logs=None):
-            if self.count:
-                self.model.set_weights([(s / self.count).astype(np.float32) for s in self.sum])
-
-    return WeightAverage()
-
-
-def train_stage2(model, ds, cfg, history):
-    """epochs_cont more epochs on the whole training set; appends to the history columns."""
-    import keras
-    epochs, lr = cfg["epochs_cont"], cfg["lr_cont"] or cfg["lr"]
-    print(f"stage 2: {ds.n_train} samples, {epochs} epochs, learning rate {lr:g} "
-          f"({cfg['lr_schedule']})" + (f", weights averaged over the last {cfg['average_last']}"
-                                       if cfg["average_last"] else ""))
-    callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch: stage2_lr(cfg, epoch))]
-    if cfg["average_last"]:
-        callbacks.append(weight_average_callback(epochs - min(cfg["average_last"], epochs)))
-    h = model.fit(datasets.make_tf_dataset(ds, np.arange(ds.n_train), cfg["batch_size"],
-                                           shuffle=True, seed=cfg["seed"] + 1),
-                  epochs=epochs, callbacks=callbacks, shuffle=False,
-                  verbose=cfg["verbose"]).history
-    n = len(h["loss"])
-    history["stage"] += [2] * n
-    history["loss"] += h["loss"]
-    history["rmse"] += h["rmse"]
-    history["val_loss"] += [float("nan")] * n
-    history["val_rmse"] += [float("nan")] * n
 
 
 # ---- evaluation and report -----------------------------------------------------------------------
@@ -532,29 +507,39 @@ def main(argv):
     strategy = distribution_strategy(cfg)
     run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
-    # Only the chief writes a run folder; the other workers' copies go to a temporary folder.
-    run_dir = new_run_dir(cfg["out_dir"] if chief else tempfile.mkdtemp(), run_name)
-    print(f"run folder: {run_dir}" + ("" if chief else " (a worker's copy, deleted at the end)"))
+    scaler = {**ds.scaler.to_dict(), "external": ds.external_scaling}
+    if cfg["resume"]:
+        run_dir = check_resumable(cfg["resume"], cfg, scaler)
+        print(f"run folder: {run_dir} (resumed)")
+    else:
+        # Only the chief writes a run folder; the other workers' copies go to a temporary folder.
+        run_dir = new_run_dir(cfg["out_dir"] if chief else tempfile.mkdtemp(), run_name)
+        print(f"run folder: {run_dir}" + ("" if chief else " (a worker's copy, deleted at the end)"))
+    global CURRENT_RUN
+    CURRENT_RUN = run_dir
 
     keras.utils.set_random_seed(cfg["seed"])
     with strategy.scope():
         model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")
-    write_json(os.path.join(run_dir, "params.json"), cfg)
-    write_json(os.path.join(run_dir, "scaler.json"),
-               {**ds.scaler.to_dict(), "external": ds.external_scaling})
-    if ds.features.holidays is not None:  # the run folder alone suffices to forecast later
-        with open(os.path.join(run_dir, "holidays.txt"), "w") as f:
-            f.write("\n".join(datasets.format_timestamps(
-                np.array(sorted(ds.features.holidays)) * ds.T, ds.T).astype("U8")) + "\n")
+    try:
+        check_free_space(run_dir, model.count_params())
+    except ConfigError:
+        if not cfg["resume"] and not os.listdir(run_dir):
+            os.rmdir(run_dir)  # the empty folder this run made
+        raise
+    if not cfg["resume"]:
+        write_json(os.path.join(run_dir, "params.json"), cfg)
+        write_json(os.path.join(run_dir, "scaler.json"), scaler)
+        if ds.features.holidays is not None:  # the run folder alone suffices to forecast later
+            write_text(os.path.join(run_dir, "holidays.txt"), "\n".join(
+                datasets.format_timestamps(np.array(sorted(ds.features.holidays)) * ds.T,
+                                           ds.T).astype("U8")) + "\n")
 
-    start = time.time()
-    history = train_stage1(model, ds, cfg, fit_rows, val_rows)
-    # The test error of stage 1's best weights too, to show what stage 2 adds (not used to choose).
-    stage1_pred = predict_test(model, ds) if cfg["epochs_cont"] else None
-    if cfg["epochs_cont"]:
-        train_stage2(model, ds, cfg, history)
-    train_seconds = time.time() - start
+    # The test error of stage 1's best weights is kept too, to show what stage 2 adds (it is not
+    # used to choose anything).
+    history, stage1_pred, train_seconds = training.train(
+        model, ds, cfg, fit_rows, val_rows, run_dir, lambda m: predict_test(m, ds))
     write_history(os.path.join(run_dir, "history.csv"), history)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
@@ -565,7 +550,6 @@ def main(argv):
     metrics = test_metrics(ds, y_true, y_pred, others)
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params())
-    write_json(os.path.join(run_dir, "metrics.json"), metrics)
     write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
                       ds.target_slots[ds.n_train:], ds.T)
     if cfg["horizon"] > 1:
@@ -579,6 +563,8 @@ def main(argv):
         print("steps ahead: " + ", ".join(f"{r['step']}: RMSE {r['rmse']:.3f} (HA {r['rmse_ha']:.3f},"
                                           f" last {r['rmse_last']:.3f})" for r in rows))
     save_plots(run_dir, ds, history, y_true, y_pred)
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)  # last: it marks a finished run
+    training.remove_checkpoint(run_dir)
     print(results_table(metrics, cfg["dataset"]))
     if cfg["distribute"] != "none":
         print(f"final weights fingerprint: {weights_fingerprint(model)}")
@@ -589,8 +575,18 @@ def main(argv):
     return run_dir
 
 
+CURRENT_RUN = None  # the run folder of the run in progress, for the message on interruption
+
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except (ConfigError, datasets.DataError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # e.g. the disk filled up while writing
+        sys.exit(f"error: {err}" + (f"\nwhen fixed, continue with the same command plus "
+                                    f"--resume={CURRENT_RUN}" if CURRENT_RUN else ""))
+    except KeyboardInterrupt:
+        again = [a for a in sys.argv[1:] if not a.startswith("--resume=")]
+        again = " ".join(["python main.py", *again, f"--resume={CURRENT_RUN}"])
+        sys.exit(f"interrupted; continue from the last completed epoch with:\n  {again}"
+                 if CURRENT_RUN else "interrupted")

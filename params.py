@@ -59,6 +59,8 @@ forecast_from = ""         # a run folder: forecast the slots after the data's l
 
 # ---- output -----------------------------------------------------------------------------------
 out_dir = "runs"           # each run writes a new folder out_dir/<dataset>-<time>; never overwrites
+resume = ""                # a run folder: continue that killed or interrupted run from its last
+                           # completed epoch; give the command that started it plus --resume=...
 
 # The paper's settings per data set, used wherever a global above is None.
 # slots_per_day: T. epochs: the official scripts' 500 for the real sets. The built-in synthetic set

@@ -1,0 +1,136 @@
+"""Bad input gets a clear DataError/ConfigError naming the file, key, date or setting and the fix;
+a damaged release file gets an md5 warning; too little disk is refused before training; test
+values above the training maximum are scored on the original scale with no NaN."""
+import os
+import shutil
+import sys
+from collections import namedtuple
+from datetime import date, timedelta
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import datasets  # noqa: E402
+import main  # noqa: E402
+
+BIKENYC = ROOT.parent / "shared" / "data" / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
+
+
+def write_flows(path, days=12, T=24, scale=None, edit=None):
+    start = date(2021, 3, 1)
+    dates = np.array([f"{start + timedelta(d):%Y%m%d}{s:02d}" for d in range(days)
+                      for s in range(1, T + 1)], dtype="S10")
+    data = np.random.default_rng(0).poisson(5, size=(len(dates), 2, 3, 2)).astype(np.float32)
+    if scale is not None:
+        data *= scale(np.arange(len(dates)))[:, None, None, None]
+    if edit:
+        edit(data, dates)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=data)
+        f.create_dataset("date", data=dates)
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d, t: d.__setitem__((30, 1, 0, 0), np.nan),
+     r"'data' has 1 NaN or infinite value\(s\) in 1 slot\(s\), the first at 2021030207"),
+    (lambda d, t: d.__setitem__((5, 0, 2, 1), -3),
+     r"'data' has 1 negative value\(s\) in 1 slot\(s\), the first at 2021030106; flows are "
+     r"counts >= 0"),
+    (lambda d, t: t.__setitem__(7, b"2021030100"), r"slot numbers must lie in 01..24"),
+    (lambda d, t: t.__setitem__(7, b"2021030125"), r"the largest slot number is 25, which does "
+                                                   r"not divide a day .* --slots_per_day="),
+    (lambda d, t: t.__setitem__(7, b"2021-03-01"), r"time stamps must be 10 digits"),
+    (lambda d, t: t.__setitem__(7, t[8]), r"duplicate time stamps, e.g. 2021030109"),
+])
+def test_bad_values_name_the_file_and_the_slot(tmp_path, edit, message):
+    path = write_flows(tmp_path / "city.h5", edit=edit)
+    with pytest.raises(datasets.DataError, match=message) as err:
+        datasets.load_dataset(str(path), "", 3, 1, 1, 2)
+    assert str(path) in str(err.value) or "city.h5" in str(err.value)
+
+
+def test_a_truncated_or_foreign_file_is_a_clear_error(tmp_path):
+    good = write_flows(tmp_path / "good.h5")
+    (tmp_path / "cut.h5").write_bytes(good.read_bytes()[:3000])
+    (tmp_path / "text.h5").write_text("date,inflow,outflow\n")
+    for name in ("cut.h5", "text.h5"):
+        with pytest.raises(datasets.DataError, match="not a readable HDF5 file.*truncated"):
+            datasets.load_flow_file(str(tmp_path / name))
+
+
+def test_a_series_too_short_says_how_many_samples_remain_and_what_is_needed(tmp_path):
+    path = write_flows(tmp_path / "short.h5", days=3)
+    with pytest.raises(datasets.DataError, match=r"only 0 samples .* \(lengths 3/1/1\), but "
+                                                  r"the test period alone needs 48 .* and "
+                                                  r"training at least 2 more"):
+        datasets.load_dataset(str(path), "", 3, 1, 1, 2)
+
+
+def test_holiday_list_that_is_not_text_or_not_dates(tmp_path):
+    (tmp_path / "bin.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(datasets.DataError, match="not a readable text holiday list"):
+        datasets.load_holidays(str(tmp_path / "bin.txt"))
+    (tmp_path / "bad.txt").write_text("20210101\n2021-13-01\n")
+    with pytest.raises(datasets.DataError, match="valid YYYYMMDD"):
+        datasets.load_holidays(str(tmp_path / "bad.txt"))
+
+
+def test_meteorology_with_missing_values_is_refused(tmp_path):
+    path = tmp_path / "meteo.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("date", data=np.array([b"2021030101", b"2021030124"]))
+        f.create_dataset("Weather", data=np.eye(17, dtype=np.float32)[:2])
+        f.create_dataset("WindSpeed", data=np.array([1.0, np.nan]))
+        f.create_dataset("Temperature", data=np.array([3.0, 4.0]))
+    with pytest.raises(datasets.DataError, match="'WindSpeed' must hold finite numbers"):
+        datasets.load_meteorology(str(path), 24)
+
+
+def test_a_damaged_release_file_gets_an_md5_warning_and_the_genuine_one_none(tmp_path, capsys):
+    datasets.check_release_md5(str(BIKENYC))
+    assert "warning" not in capsys.readouterr().err
+    copy = tmp_path / BIKENYC.name
+    raw = bytearray(BIKENYC.read_bytes())
+    raw[-100] ^= 1
+    copy.write_bytes(bytes(raw))
+    datasets.check_release_md5(str(copy))
+    err = capsys.readouterr().err
+    assert f"warning: {copy}: md5" in err and "differs from the release's " \
+        "461e58f5e14e33f279164ecc74b748b2" in err
+
+
+def test_too_little_disk_is_refused_before_training(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
+    with pytest.raises(main.ConfigError, match=r"only 1 MiB free .* needs about \d+ MiB"):
+        main.check_free_space(str(tmp_path), 906_272)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 12, 0, 10 ** 12))
+    main.check_free_space(str(tmp_path), 906_272)  # enough: no error
+
+
+def test_test_values_above_the_training_maximum_are_scored_on_the_original_scale(tmp_path):
+    # The last two (test) days carry flows three times larger than any training frame.
+    path = write_flows(tmp_path / "surge.h5", scale=lambda i: np.where(i >= 10 * 24, 3.0, 1.0))
+    ds = datasets.load_dataset(str(path), "", 3, 1, 1, 2)
+    y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
+    assert y_true.max() > ds.scaler.max * 1.5
+
+    class Saturated:  # a model whose tanh output sits at its ceiling: the training maximum
+        def predict(self, data, verbose=0):
+            return np.ones((ds.n_test,) + ds.frames.shape[1:], np.float32)
+
+    y_pred = main.predict_test(Saturated(), ds)
+    np.testing.assert_allclose(y_pred, ds.scaler.max)
+    m = main.test_metrics(ds, y_true, y_pred, {})
+    expected = np.sqrt(np.mean((y_true - ds.scaler.max) ** 2))
+    assert m["rmse"] == pytest.approx(expected, rel=1e-6)
+    assert all(np.isfinite(v) for v in m.values() if isinstance(v, float))
+    main.save_plots(str(tmp_path), ds, {"stage": [1], "loss": [0.1], "rmse": [0.3],
+                                        "val_loss": [0.1], "val_rmse": [0.3]}, y_true, y_pred)
+    assert os.path.getsize(tmp_path / "maps_busiest_slot.png") > 0

@@ -1,0 +1,141 @@
+"""Interrupted runs: a real kill (SIGKILL, SIGTERM, SIGINT) of main.py in either stage, then the
+same command with --resume, ends with exactly the metrics, history and predictions of an
+uninterrupted run with the same seed (tolerance 0: every epoch's sample order is a function of
+(seed, stage, epoch), and weights and optimizer state are restored bit for bit)."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import training  # noqa: E402
+
+ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=4", "--epochs_cont=3",
+        "--batch_size=64", "--average_last=2", "--lr_schedule=cosine", "--patience=3"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "main.py", *ARGS, *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600, env=ENV)
+
+
+def results(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("train_seconds")
+    with open(run_dir / "history.csv") as f:
+        history = list(csv.reader(f))
+    with h5py.File(run_dir / "test_predictions.h5") as f:
+        pred = f["data"][:]
+    return metrics, history, pred
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    result = run(f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    assert not (run_dir / training.CHECKPOINT).exists()  # removed once the results are written
+    return results(run_dir)
+
+
+@pytest.mark.parametrize("sig, after_line", [
+    (signal.SIGKILL, "stage 1 epoch 2/4"),
+    (signal.SIGTERM, "stage 2 epoch 1/3"),
+    (signal.SIGINT, "stage 2 epoch 2/3"),
+])
+def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, sig, after_line):
+    proc = subprocess.Popen([sys.executable, "main.py", *ARGS, f"--out_dir={tmp_path}"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=ENV)
+    try:
+        for line in proc.stdout:
+            if line.startswith(after_line):
+                proc.send_signal(sig)
+                break
+        else:
+            pytest.fail(f"the run ended without printing {after_line!r}")
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "trained in" not in rest
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    if sig == signal.SIGINT:  # a clear message with the command that continues the run
+        assert f"--resume={run_dir}" in err and "Traceback" not in err
+
+    resumed = run(f"--out_dir={tmp_path}", f"--resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from the checkpoint" in resumed.stdout
+    assert list(tmp_path.iterdir()) == [run_dir]  # no second folder
+    metrics, history, pred = results(run_dir)
+    assert metrics == uninterrupted[0]
+    assert history == uninterrupted[1]
+    np.testing.assert_array_equal(pred, uninterrupted[2])
+
+
+def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_settings(tmp_path):
+    import main
+    cfg = {"resume": str(tmp_path), "lr": 0.0002, "seed": 1, "out_dir": "elsewhere"}
+    scaler = {"min": 0.0, "max": 9.0}
+    with pytest.raises(main.ConfigError, match="not a run folder"):
+        main.check_resumable(str(tmp_path), cfg, scaler)
+    (tmp_path / "params.json").write_text(json.dumps(dict(cfg, out_dir="runs")))
+    (tmp_path / "scaler.json").write_text(json.dumps(scaler))
+    with pytest.raises(main.ConfigError, match="stopped before its first epoch ended"):
+        main.check_resumable(str(tmp_path), cfg, scaler)
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    assert main.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
+    with pytest.raises(main.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
+        main.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
+    with pytest.raises(main.ConfigError, match="the data differs"):
+        main.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(main.ConfigError, match="that run has finished"):
+        main.check_resumable(str(tmp_path), cfg, scaler)
+    assert (tmp_path / "metrics.json").read_text() == "{}"  # untouched
+
+
+class Tiny:
+    """Just what Checkpoint.save uses of a model."""
+
+    def save_weights(self, path):
+        Path(path).write_text("weights")
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    ckpt = training.Checkpoint(str(tmp_path))
+    model = Tiny()
+    ckpt.save(model, {"epoch": 1}, {"best": [np.ones(3)]})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(training.json, "dump", crash)
+    with pytest.raises(OSError):
+        ckpt.save(model, {"epoch": 2}, {"best": [np.zeros(3)]})
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 1
+    for name in state["files"].values():  # every file it names is still there
+        assert (tmp_path / "checkpoint" / name).is_file()
+    with np.load(tmp_path / "checkpoint" / state["files"]["best"]) as z:
+        np.testing.assert_array_equal(z["a0"], np.ones(3))
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_stage_and_epoch():
+    rows = np.arange(10, 60)
+    a = training.epoch_order(rows, 7, 1, 3)
+    assert sorted(a) == list(rows) and not np.array_equal(a, rows)
+    np.testing.assert_array_equal(a, training.epoch_order(rows, 7, 1, 3))
+    for other in [(8, 1, 3), (7, 2, 3), (7, 1, 4)]:
+        assert not np.array_equal(a, training.epoch_order(rows, *other))

@@ -1,0 +1,181 @@
+"""The paper's two training stages as one resumable loop over epochs.
+
+Stage 1 fits the first 90% of the training samples and stops early on the validation RMSE,
+keeping the best weights (as Keras' EarlyStopping with restore_best_weights). Stage 2 continues on
+all training samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and
+optionally averages the weights of its last epochs.
+
+After every epoch the whole state is saved in the run folder's checkpoint/: the weights with the
+optimizer's moments, the epoch, the history, and the early-stopping and averaging state. Each
+epoch's sample order depends only on (seed, stage, epoch). So a run killed at any moment
+continues from its last completed epoch (python main.py ... --resume=<run folder>) and ends
+with the same weights as an uninterrupted run.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+import datasets
+
+CHECKPOINT = "checkpoint"
+
+
+def epoch_order(rows, seed, stage, epoch):
+    """The training rows of one epoch in their shuffled order: a function of its arguments only."""
+    return np.random.default_rng([seed, stage, epoch]).permutation(np.asarray(rows))
+
+
+def stage2_lr(cfg, epoch):
+    """Stage 2's learning rate in epoch (0-based): constant, or a half cosine from lr_cont
+    that would reach 0 one epoch after the last."""
+    lr = cfg["lr_cont"] or cfg["lr"]
+    if cfg["lr_schedule"] == "cosine":
+        return lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg["epochs_cont"]))
+    return lr
+
+
+class Checkpoint:
+    """run_dir/checkpoint: state.json names the files of the last completed epoch. Files get new
+    names each time and state.json is replaced last, so a kill at any moment leaves either the
+    old or the new state whole."""
+
+    def __init__(self, run_dir):
+        self.dir = os.path.join(run_dir, CHECKPOINT)
+        self.count = 0
+
+    def exists(self):
+        return os.path.isfile(os.path.join(self.dir, "state.json"))
+
+    def load(self, model):
+        """The saved state, with the model's weights and optimizer restored; arrays it names
+        (best weights, average sum, stage-1 predictions) are loaded into it."""
+        with open(os.path.join(self.dir, "state.json")) as f:
+            state = json.load(f)
+        with model.distribute_strategy.scope():  # the optimizer's slots must exist to be loaded
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(self.dir, state["files"]["model"]))
+        for key, name in state["files"].items():
+            if key != "model":
+                with np.load(os.path.join(self.dir, name)) as z:
+                    state[key] = [z[f"a{i}"] for i in range(len(z.files))]
+        self.count = state["count"]
+        return state
+
+    def save(self, model, state, arrays):
+        """Saves the model, optimizer and the named lists of arrays, then state.json."""
+        os.makedirs(self.dir, exist_ok=True)
+        self.count += 1
+        files = {"model": f"model-{self.count}.weights.h5"}
+        model.save_weights(os.path.join(self.dir, files["model"]))
+        for key, values in arrays.items():
+            files[key] = f"{key}-{self.count}.npz"
+            np.savez(os.path.join(self.dir, files[key]),
+                     **{f"a{i}": v for i, v in enumerate(values)})
+        saved = {k: v for k, v in state.items() if k not in arrays}
+        tmp = os.path.join(self.dir, "state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(dict(saved, files=files, count=self.count), f)
+        os.replace(tmp, os.path.join(self.dir, "state.json"))  # the commit point
+        keep = set(files.values()) | {"state.json"}
+        for name in os.listdir(self.dir):
+            if name not in keep:
+                os.remove(os.path.join(self.dir, name))
+
+
+def fresh_state():
+    return {"stage": 1, "epoch": 0, "best_val": float("inf"), "best_epoch": 0, "wait": 0,
+            "average_count": 0, "seconds": 0.0,
+            "history": {"stage": [], "loss": [], "rmse": [], "val_loss": [], "val_rmse": []}}
+
+
+def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
+    data = datasets.make_tf_dataset(ds, epoch_order(rows, cfg["seed"], stage, epoch),
+                                    cfg["batch_size"])
+    h = model.fit(data, epochs=1, shuffle=False, verbose=1 if cfg["verbose"] == 1 else 0).history
+    return h["loss"][0], h["rmse"][0]
+
+
+def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test):
+    """Both stages, resuming from run_dir's checkpoint if there is one.
+    -> (history columns, test predictions after stage 1 or None, training seconds)"""
+    ckpt = Checkpoint(run_dir)
+    arrays = {}  # lists of arrays kept in the checkpoint: best, average, stage1_pred
+    if ckpt.exists():
+        state = ckpt.load(model)
+        arrays = {k: state.pop(k) for k in ("best", "average", "stage1_pred") if k in state}
+        print(f"resuming from the checkpoint: stage {state['stage']}, {state['epoch']} epoch(s) "
+              f"of it done")
+    else:
+        state = fresh_state()
+    hist = state["history"]
+    say = print if cfg["verbose"] else (lambda *a: None)
+
+    def end_epoch(stage, loss, rmse, val_loss, val_rmse, started, note=""):
+        for key, value in zip(("stage", "loss", "rmse", "val_loss", "val_rmse"),
+                              (stage, loss, rmse, val_loss, val_rmse)):
+            hist[key].append(value)
+        state["epoch"] += 1
+        state["seconds"] += time.time() - started
+        val = f" - val_rmse {val_rmse:.4f}" if stage == 1 else ""
+        limit = cfg["epochs"] if stage == 1 else cfg["epochs_cont"]
+        ckpt.save(model, state, arrays)  # before the line: a printed epoch is a saved one
+        say(f"stage {stage} epoch {state['epoch']}/{limit} - {time.time() - started:.0f}s - "
+            f"loss {loss:.5f} - rmse {rmse:.4f}{val}{note}")
+
+    if state["stage"] == 1:
+        if state["epoch"] == 0:
+            print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
+                  f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
+        while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
+            started = time.time()
+            loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
+            val = model.evaluate(datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
+                                 verbose=0, return_dict=True)
+            if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
+                state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
+                arrays["best"] = model.get_weights()
+            else:
+                state["wait"] += 1
+            end_epoch(1, loss, rmse, val["loss"], val["rmse"], started)
+        model.set_weights(arrays.pop("best"))  # the optimizer keeps its last state, as Keras
+        print(f"stage 1 ended after {state['epoch']} epochs; best validation RMSE "
+              f"{state['best_val']:.4f} at epoch {state['best_epoch']}, whose weights go on")
+        if cfg["epochs_cont"]:
+            arrays["stage1_pred"] = [predict_test(model)]
+        state.update(stage=2, epoch=0)
+        ckpt.save(model, state, arrays)
+
+    if state["stage"] == 2:
+        epochs, first_avg = cfg["epochs_cont"], cfg["epochs_cont"] - cfg["average_last"]
+        if state["epoch"] == 0 and epochs:
+            print(f"stage 2: {ds.n_train} samples, {epochs} epochs, learning rate "
+                  f"{cfg['lr_cont'] or cfg['lr']:g} ({cfg['lr_schedule']})" +
+                  (f", weights averaged over the last {cfg['average_last']}"
+                   if cfg["average_last"] else ""))
+        while state["epoch"] < epochs:
+            started = time.time()
+            model.optimizer.learning_rate = stage2_lr(cfg, state["epoch"])
+            loss, rmse = fit_one_epoch(model, ds, np.arange(ds.n_train), cfg, 2, state["epoch"])
+            note = ""
+            if state["epoch"] >= first_avg:
+                weights = [w.astype(np.float64) for w in model.get_weights()]
+                arrays["average"] = (weights if "average" not in arrays else
+                                     [s + w for s, w in zip(arrays["average"], weights)])
+                state["average_count"] += 1
+                note = f" - averaged: {state['average_count']}"
+            end_epoch(2, loss, rmse, float("nan"), float("nan"), started, note)
+        if state["average_count"]:
+            model.set_weights([(s / state["average_count"]).astype(np.float32)
+                               for s in arrays.pop("average")])
+        state.update(stage=3, epoch=0)  # done: the final weights are saved
+        ckpt.save(model, state, arrays)
+    stage1 = arrays.get("stage1_pred")
+    return hist, (stage1[0] if stage1 else None), state["seconds"]
+
+
+def remove_checkpoint(run_dir):
+    """Called once the run's results are written."""
+    import shutil
+    shutil.rmtree(os.path.join(run_dir, CHECKPOINT), ignore_errors=True)
