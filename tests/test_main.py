@@ -144,7 +144,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     assert cfg["nb_filters"] == 4 and cfg["nb_residual_unit"] == 1 and cfg["T"] == 24
     assert "ST-ResNet (this run)" in result.stdout and "HA (same weekday and slot)" in result.stdout
     assert "oneDNN custom operations" not in result.stderr  # TensorFlow's start-up notices hidden
-    assert "Epoch 1/2" in result.stdout or "Epoch 1/2" in result.stderr  # Keras' progress shown
+    assert "stage 1 epoch 1/2 - " in result.stdout and "stage 2 epoch 1/1 - " in result.stdout
 
     # The run folder alone (model, scaler, params) reproduces the reported test RMSE. Importing
     # modules registers the fusion layer, so no custom_objects are needed.
