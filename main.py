@@ -118,7 +118,8 @@ def resolve_config():
                           "one branch")
     if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
-    for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine"))):
+    for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine")),
+                         ("precision", ("float32", "mixed_bfloat16"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
     if cfg["distribute"] not in ("none", "mirrored", "multiworker"):
@@ -519,6 +520,7 @@ def main(argv):
     CURRENT_RUN = run_dir
 
     keras.utils.set_random_seed(cfg["seed"])
+    keras.mixed_precision.set_global_policy(cfg["precision"])
     with strategy.scope():
         model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")

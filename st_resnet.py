@@ -45,5 +45,5 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
         inputs.append(e)
         y = layers.Add(name="add_external")(
             [y, modules.external_component(e, map_height, map_width, nb_flow)])
-    y = layers.Activation("tanh", name="output")(y)
+    y = layers.Activation("tanh", name="output", dtype="float32")(y)  # float32 under mixed precision
     return keras.Model(inputs, y, name="st_resnet")

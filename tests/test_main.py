@@ -282,3 +282,21 @@ def test_training_options_reach_the_compiled_model():
     assert type(model.optimizer).__name__ == "AdamW"
     assert model.optimizer.weight_decay == pytest.approx(0.001)
     assert type(model.loss).__name__ == "Huber"
+
+
+def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_output():
+    import keras
+    main.apply_overrides(["--precision=mixed_bfloat16", "--nb_filters=4", "--nb_residual_unit=1"])
+    cfg = main.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 4, 4, 10, True, False, False,
+                               None, "", "")
+    keras.mixed_precision.set_global_policy(cfg["precision"])
+    try:
+        model = main.build_and_compile(cfg, ds)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(c.compute_dtype == "bfloat16" for c in convs)
+    assert all(w.dtype == "float32" for w in model.weights)
+    pred = main.predict_test(model, ds)
+    assert model.output.dtype == "float32" and np.isfinite(pred).all()
