@@ -41,6 +41,9 @@ PAPER_ROWS = {
 }
 
 
+GIVEN = set()  # the params set on the command line: they win over a preset
+
+
 class ConfigError(ValueError):
     """A bad command-line override or an impossible combination of params."""
 
@@ -64,6 +67,7 @@ def expected_type(key):
 def apply_overrides(argv):
     """Set params from --key=value arguments, checking each key and the value's type."""
     known = settable_params()
+    GIVEN.clear()
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__ + "\nparams (see params.py for what each means):\n" + "\n".join(
             f"  --{k}={v!r}" for k, v in sorted(known.items())))
@@ -84,11 +88,16 @@ def apply_overrides(argv):
         if type(value) is not want and not (value is None and getattr(params, key) is None):
             raise ConfigError(f"--{key} expects a value of type {want.__name__}, got {text!r}")
         setattr(params, key, value)
+        GIVEN.add(key)
 
 
 def resolve_config():
     """All params as a dict, None replaced by the chosen data set's default, then validated."""
     cfg = settable_params()
+    if cfg["preset"] not in params.PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(params.PRESETS)}; got "
+                          f"{cfg['preset']!r}")
+    cfg.update({k: v for k, v in params.PRESETS[cfg["preset"]].items() if k not in GIVEN})
     named = [k for k in params.DATASET_DEFAULTS if k != "file"]
     kind = cfg["dataset"] if cfg["dataset"] in named else "file"
     if kind == "file" and not all(p.strip().endswith((".h5", ".hdf5"))

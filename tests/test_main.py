@@ -77,6 +77,7 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--dataset=paris"], "dataset must be one of"),
     (["--seed=-1"], "seed must be >= 0"),
     (["--loss=l1"], "loss must be one of mse, mae, huber"),
+    (["--preset=best"], "preset must be one of paper, improved"),
     (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
     (["--average_last=-2"], "average_last must be >= 0"),
 ])
@@ -300,3 +301,17 @@ def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_output():
     assert all(w.dtype == "float32" for w in model.weights)
     pred = main.predict_test(model, ds)
     assert model.output.dtype == "float32" and np.isfinite(pred).all()
+
+
+def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
+    main.apply_overrides(["--dataset=bikenyc"])
+    paper = main.resolve_config()
+    assert (paper["lr_schedule"], paper["average_last"], paper["lr_cont"]) == ("constant", 0, 0.0)
+    importlib.reload(params)
+    main.apply_overrides(["--dataset=bikenyc", "--preset=improved", "--average_last=5"])
+    cfg = main.resolve_config()
+    preset = params.PRESETS["improved"]
+    assert preset and all(cfg[k] == v for k, v in preset.items() if k != "average_last")
+    assert cfg["average_last"] == 5
+    assert {k: v for k, v in cfg.items() if k not in preset and k != "preset"} == \
+        {k: v for k, v in paper.items() if k not in preset and k != "preset"}
