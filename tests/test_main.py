@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import datasets  # noqa: E402
 import main  # noqa: E402
 import params  # noqa: E402
+import training  # noqa: E402
 
 TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
         "--batch_size=64"]
@@ -242,36 +243,49 @@ def test_help_lists_every_param_and_exits_cleanly():
 
 def test_stage2_rate_is_constant_by_default_and_a_half_cosine_when_asked():
     cfg = {"lr": 2e-4, "lr_cont": 0.0, "lr_schedule": "constant", "epochs_cont": 4}
-    assert [main.stage2_lr(cfg, e) for e in range(4)] == [2e-4] * 4
+    assert [training.stage2_lr(cfg, e) for e in range(4)] == [2e-4] * 4
     cfg.update(lr_cont=1e-3, lr_schedule="cosine")
-    rates = [main.stage2_lr(cfg, e) for e in range(4)]
+    rates = [training.stage2_lr(cfg, e) for e in range(4)]
     # 1e-3 * (1 + cos(pi e / 4)) / 2 for e = 0..3
     np.testing.assert_allclose(rates, [1e-3, 1e-3 * (2 + 2 ** 0.5) / 4, 5e-4,
                                        1e-3 * (2 - 2 ** 0.5) / 4])
 
 
-def test_weight_averaging_sets_the_mean_of_the_last_epochs_weights():
-    import keras
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
-    y = np.ones((16, 2), "float32")
+def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs(tmp_path,
+                                                                                 monkeypatch):
+    """Each 'epoch' sets every weight to a known value; what the loop keeps is then known:
+    stage 1's best epoch (by validation RMSE), stage 2's mean of its last average_last epochs,
+    and the stage-2 rates of the schedule."""
+    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--patience=2",
+                          "--epochs_cont=5", "--average_last=3", "--lr_schedule=cosine",
+                          "--verbose=0", "--len_period=0", "--len_trend=0"])
+    cfg = main.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
+                               None, "", "")
+    model = main.build_and_compile(cfg, ds)
+    fit_rows, val_rows = main.split_rows(ds, cfg["validation_fraction"])
+    values = {1: [0.0, 0.001, 5.0, 6.0], 2: [0.1, 0.2, 0.3, 0.5, 0.9]}  # stage 1: epoch 2 is best
+    rates = []
 
-    class Record(keras.callbacks.Callback):  # runs before the averager: sees each epoch's weights
-        def on_train_begin(self, logs=None):
-            self.seen = []
+    def fake_epoch(model, ds, rows, cfg, stage, epoch):
+        rates.append(float(np.asarray(model.optimizer.learning_rate)))
+        model.set_weights([np.full(w.shape, values[stage][epoch], np.float32)
+                           for w in model.get_weights()])
+        return 0.0, 0.0
+    monkeypatch.setattr(training, "fit_one_epoch", fake_epoch)
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.seen.append(self.model.get_weights())
-
-    record = Record()
-    model.fit(x, y, epochs=5, batch_size=4, shuffle=False, verbose=0,
-              callbacks=[record, main.weight_average_callback(2)])
-    for i, w in enumerate(model.get_weights()):
-        expected = np.mean([epoch[i] for epoch in record.seen[2:]], axis=0)
-        np.testing.assert_allclose(w, expected, rtol=1e-6)
-        assert not np.allclose(w, record.seen[-1][i])  # not simply the last epoch's
+    def fake_evaluate(data, verbose=0, return_dict=True):  # best where the weights are 0.001
+        error = abs(float(model.get_weights()[0].flat[0]) - 0.001) + 0.1
+        return {"loss": error ** 2, "rmse": error}
+    model.evaluate = fake_evaluate
+    history, stage1_pred, _ = training.train(model, ds, cfg, fit_rows, val_rows, str(tmp_path),
+                                             lambda m: m.get_weights()[0].copy())
+    assert history["stage"] == [1, 1, 1, 1, 2, 2, 2, 2, 2]  # patience 2 ran all 4 epochs
+    np.testing.assert_allclose(stage1_pred, 0.001)  # the best of stage 1 went on
+    for w in model.get_weights():
+        np.testing.assert_allclose(w, (0.3 + 0.5 + 0.9) / 3, rtol=1e-6)
+    np.testing.assert_allclose(rates[4:], [training.stage2_lr(cfg, e) for e in range(5)],
+                               rtol=1e-6)
 
 
 def test_training_options_reach_the_compiled_model():
