@@ -426,6 +426,12 @@ class ExternalFeatures:
             require_file(series.holiday_path, "The holiday list is one YYYYMMDD per line "
                                               "(see data/README.md).")
             holidays = load_holidays(series.holiday_path)
+            first, last = series.slot_ids.min() // series.T, series.slot_ids.max() // series.T
+            if holidays and not any(first <= h <= last for h in holidays):
+                span = format_timestamps(np.array([first, last]) * series.T, series.T)
+                print(f"warning: none of the {len(holidays)} holidays in {series.holiday_path} "
+                      f"falls within the data's days {span[0][:8]}..{span[1][:8]}; is it the list "
+                      f"for this city and period?", file=sys.stderr)
         if use_meteorology:
             path = series.meteorology_path
             if path is None:

@@ -134,3 +134,15 @@ def test_test_values_above_the_training_maximum_are_scored_on_the_original_scale
     main.save_plots(str(tmp_path), ds, {"stage": [1], "loss": [0.1], "rmse": [0.3],
                                         "val_loss": [0.1], "val_rmse": [0.3]}, y_true, y_pred)
     assert os.path.getsize(tmp_path / "maps_busiest_slot.png") > 0
+
+
+def test_a_holiday_list_for_another_period_gets_a_warning(tmp_path, capsys):
+    path = write_flows(tmp_path / "city.h5")  # 2021-03-01 .. 2021-03-12
+    (tmp_path / "other.txt").write_text("20150101\n20151225\n")
+    datasets.load_dataset(str(path), "", 3, 1, 1, 2, use_holiday=True,
+                          holiday_file=str(tmp_path / "other.txt"))
+    assert "warning: none of the 2 holidays" in capsys.readouterr().err
+    (tmp_path / "this.txt").write_text("20210305\n")
+    datasets.load_dataset(str(path), "", 3, 1, 1, 2, use_holiday=True,
+                          holiday_file=str(tmp_path / "this.txt"))
+    assert "warning" not in capsys.readouterr().err
