@@ -15,6 +15,8 @@ import sys
 import h5py
 import numpy as np
 
+import params
+
 ROWS = [("ST-ResNet", ""), ("  after stage 1 only", "_stage1"), ("HA", "_ha"),
         ("last frame", "_last")]
 COLUMNS = [("RMSE", "rmse{}"), ("RMSE paper conv.", "rmse_paper{}"), ("MAE", "mae{}"),
@@ -31,10 +33,16 @@ def load_run(folder):
 
 
 def differing_settings(configs):
-    """Settings (other than seed, folders and verbosity) whose values differ between runs."""
-    keys = sorted(set().union(*configs) - {"seed", "out_dir", "data_dir", "verbose"})
-    return {k: sorted({json.dumps(c.get(k)) for c in configs}) for k in keys
-            if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    """Settings (other than seed, folders and verbosity) whose values differ between runs. A key
+    that a run from an older version lacks had the value that is params.py's default (options are
+    added with the paper's behaviour as default); a null value was resolved later and is skipped."""
+    skip = {"seed", "out_dir", "data_dir", "verbose", "resume"}
+    keys = sorted(set().union(*configs) - skip)
+
+    def values(k):
+        known = [c.get(k, getattr(params, k, None)) for c in configs]
+        return {json.dumps(v) for v in known if v is not None}
+    return {k: sorted(values(k)) for k in keys if len(values(k)) > 1}
 
 
 def mean_std(values):

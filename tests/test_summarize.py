@@ -74,3 +74,11 @@ def test_ensemble_refuses_runs_with_different_test_slots(tmp_path):
     write_predictions(tmp_path / "b", [[[[0.0]], [[0.0]]]] * 2, dates=("2014093001", "2014093003"))
     with pytest.raises(ValueError, match="test slots differ"):
         summarize.main([a, b])
+
+
+def test_a_key_an_older_run_lacks_counts_as_its_default():
+    new = {"dataset": "bikenyc", "seed": 1, "average_last": 0, "slots_per_day": 24}
+    old = {"dataset": "bikenyc", "seed": 2, "slots_per_day": None}  # before average_last existed
+    assert summarize.differing_settings([new, old]) == {}
+    assert summarize.differing_settings([dict(new, average_last=50), old]) == \
+        {"average_last": ["0", "50"]}
