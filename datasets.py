@@ -124,25 +124,32 @@ def read_arrays(path, keys):
             missing = [k for k in keys if not isinstance(f.get(k), h5py.Dataset)]
             if missing:
                 raise DataError(f"{path}: missing key(s) {missing}; found {sorted(f.keys())}")
-            return [f[k][()] for k in keys]
-    except DataError:
+            values = [f[k][()] for k in keys]
+    except (DataError, MemoryError):
         raise
     except Exception as err:  # h5py reports damage as OSError, RuntimeError, KeyError, ...
         raise DataError(f"{path}: not a readable HDF5 file ({type(err).__name__}: {err}); is it "
                         f"complete (not truncated) and in the format of data/README.md?") from None
+    return _arrays_or_error(values, keys, path)
+
+
+def _arrays_or_error(values, keys, path):
+    for key, value in zip(keys, values):
+        if not isinstance(value, (np.ndarray, np.generic)) or np.size(value) == 0:
+            raise DataError(f"{path}: '{key}' is empty; expected the data of data/README.md")
+    return values
 
 
 def check_counts(values, path, key, dates):
     """Flows must be finite, non-negative numbers; names the first slot that is not."""
-    if values.dtype.kind not in "biuf":
-        raise DataError(f"{path}: '{key}' must hold numbers, found dtype {values.dtype}")
     bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
     for what, mask in (("NaN or infinite", bad), ("negative", values < 0)):
         if mask.any():
             rows = np.flatnonzero(mask.reshape(len(values), -1).any(axis=1))
+            first = as_text(dates[rows[:1]], path)[0]
             raise DataError(f"{path}: '{key}' has {int(mask.sum())} {what} value(s) in "
-                            f"{len(rows)} slot(s), the first at {as_text(dates[rows[:1]], path)[0]}; "
-                            f"flows are counts >= 0: repair or drop those slots")
+                            f"{len(rows)} slot(s), the first at {first}; flows are counts >= 0: "
+                            f"repair or drop those slots")
 
 
 def load_flow_file(path):
@@ -150,12 +157,16 @@ def load_flow_file(path):
     check_release_md5(path)
     data, dates = read_arrays(path, ("data", "date"))
     if data.ndim != 4 or data.shape[1] != 2 or dates.ndim != 1 or len(data) != len(dates) \
-            or len(data) == 0:
+            or min(data.shape) == 0:
         raise DataError(f"{path}: 'data' must be (n, 2, H, W) (time, flow, rows, columns; "
                         f"channels-first as released) with one 'date' per slot, got data "
                         f"{data.shape} and 'date' {dates.shape}")
-    check_counts(data, path, "data", dates)
-    return np.ascontiguousarray(np.moveaxis(data, 1, -1), dtype=np.float32), dates
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"{path}: 'data' must hold numbers, found dtype {data.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are named below
+        frames = np.ascontiguousarray(np.moveaxis(data, 1, -1), dtype=np.float32)
+    check_counts(frames, path, "data", dates)  # after the cast: values beyond float32 are inf
+    return frames, dates
 
 
 def load_holidays(path):

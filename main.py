@@ -16,6 +16,7 @@ import importlib  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -186,7 +187,7 @@ def distribution_strategy(cfg):
 
                 def one(v):
                     rank = self.experimental_local_results(v)[0].shape.rank
-                    return parent.reduce(reduce_op, v, axis if rank else None)
+                    return parent.reduce(reduce_op, v, None if rank == 0 else axis)
                 return tf.nest.map_structure(one, value)
 
         strategy = MultiWorker()
@@ -248,7 +249,7 @@ def check_free_space(run_dir, n_params):
                           f"results. Free some space or choose another --out_dir=")
 
 
-def check_resumable(run_dir, cfg, scaler):
+def check_resumable(run_dir, cfg, scaler, data_id=None):
     """run_dir, if it is an unfinished run of the same settings and data; else a ConfigError."""
     if not os.path.isfile(os.path.join(run_dir, "params.json")):
         raise ConfigError(f"--resume={run_dir}: not a run folder of main.py (no params.json)")
@@ -267,10 +268,28 @@ def check_resumable(run_dir, cfg, scaler):
         raise ConfigError(f"--resume={run_dir} was started with other settings: "
                           f"{'; '.join(differ)}. Resume with the command that started it")
     with open(os.path.join(run_dir, "scaler.json")) as f:
-        if json.load(f) != json.loads(json.dumps(scaler)):
-            raise ConfigError(f"--resume={run_dir}: the data differs from the data the run "
-                              f"started with (its scaling ranges differ)")
+        same_scaling = json.load(f) == json.loads(json.dumps(scaler))
+    with open(os.path.join(run_dir, training.CHECKPOINT, "state.json")) as f:
+        started_on = json.load(f).get("data")
+    if not same_scaling or (data_id and started_on and started_on != data_id):
+        what = ("their scaling ranges differ" if not same_scaling
+                else "the frames, slots or external features differ")
+        raise ConfigError(f"--resume={run_dir}: the data differ from those the run started with "
+                          f"({what}); resume with the same data files, or start a new run")
+    if not os.access(run_dir, os.W_OK):
+        raise ConfigError(f"--resume={run_dir}: the folder is not writable")
     return run_dir
+
+
+def resume_hint():
+    """The command that continues the interrupted run, when it can be continued."""
+    if not CURRENT_RUN or params.distribute == "multiworker" or \
+            os.path.isfile(os.path.join(CURRENT_RUN, "metrics.json")) or \
+            not os.path.isfile(os.path.join(CURRENT_RUN, training.CHECKPOINT, "state.json")):
+        return ""
+    args = [a for a in sys.argv[1:] if not a.startswith("--resume=")]
+    return ("\ncontinue from the last completed epoch with:\n  " +
+            shlex.join(["python", "main.py", *args, f"--resume={CURRENT_RUN}"]))
 
 
 def write_json(path, obj):
@@ -519,7 +538,7 @@ def main(argv):
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
     scaler = {**ds.scaler.to_dict(), "external": ds.external_scaling}
     if cfg["resume"]:
-        run_dir = check_resumable(cfg["resume"], cfg, scaler)
+        run_dir = check_resumable(cfg["resume"], cfg, scaler, training.data_fingerprint(ds))
         print(f"run folder: {run_dir} (resumed)")
     else:
         # Only the chief writes a run folder; the other workers' copies go to a temporary folder.
@@ -550,7 +569,8 @@ def main(argv):
     # The test error of stage 1's best weights is kept too, to show what stage 2 adds (it is not
     # used to choose anything).
     history, stage1_pred, train_seconds = training.train(
-        model, ds, cfg, fit_rows, val_rows, run_dir, lambda m: predict_test(m, ds))
+        model, ds, cfg, fit_rows, val_rows, run_dir, lambda m: predict_test(m, ds),
+        training.data_fingerprint(ds))
     write_history(os.path.join(run_dir, "history.csv"), history)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
@@ -591,13 +611,9 @@ CURRENT_RUN = None  # the run folder of the run in progress, for the message on 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, datasets.DataError) as err:
+    except (ConfigError, datasets.DataError, training.Diverged) as err:
         sys.exit(f"error: {err}")
     except OSError as err:  # e.g. the disk filled up while writing
-        sys.exit(f"error: {err}" + (f"\nwhen fixed, continue with the same command plus "
-                                    f"--resume={CURRENT_RUN}" if CURRENT_RUN else ""))
+        sys.exit(f"error: {err}" + resume_hint())
     except KeyboardInterrupt:
-        again = [a for a in sys.argv[1:] if not a.startswith("--resume=")]
-        again = " ".join(["python main.py", *again, f"--resume={CURRENT_RUN}"])
-        sys.exit(f"interrupted; continue from the last completed epoch with:\n  {again}"
-                 if CURRENT_RUN else "interrupted")
+        sys.exit("interrupted" + resume_hint())

@@ -1,7 +1,8 @@
 """The paper's two training stages as one resumable loop over epochs.
 
 Stage 1 fits the first 90% of the training samples and stops early on the validation RMSE,
-keeping the best weights (as Keras' EarlyStopping with restore_best_weights). Stage 2 continues on
+keeping the best weights (as Keras' EarlyStopping with restore_best_weights; a loss or validation
+RMSE that is not finite stops the run with a clear error). Stage 2 continues on
 all training samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and
 optionally averages the weights of its last epochs.
 
@@ -20,6 +21,10 @@ import numpy as np
 import datasets
 
 CHECKPOINT = "checkpoint"
+
+
+class Diverged(RuntimeError):
+    """The loss or the validation RMSE stopped being a finite number."""
 
 
 def epoch_order(rows, seed, stage, epoch):
@@ -77,7 +82,15 @@ class Checkpoint:
         tmp = os.path.join(self.dir, "state.json.tmp")
         with open(tmp, "w") as f:
             json.dump(dict(saved, files=files, count=self.count), f)
+        for name in [*files.values(), "state.json.tmp"]:  # on disk before the commit point,
+            with open(os.path.join(self.dir, name), "rb+") as f:  # power loss included
+                os.fsync(f.fileno())
         os.replace(tmp, os.path.join(self.dir, "state.json"))  # the commit point
+        folder = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
         keep = set(files.values()) | {"state.json"}
         for name in os.listdir(self.dir):
             if name not in keep:
@@ -90,6 +103,22 @@ def fresh_state():
             "history": {"stage": [], "loss": [], "rmse": [], "val_loss": [], "val_rmse": []}}
 
 
+def check_finite(loss, val_rmse, stage, epoch, cfg):
+    if not (np.isfinite(loss) and np.isfinite(val_rmse)):
+        raise Diverged(f"training diverged in stage {stage}, epoch {epoch}: loss {loss}, "
+                       f"validation RMSE {val_rmse}. Lower the learning rate (lr={cfg['lr']}, "
+                       f"lr_cont={cfg['lr_cont']}) and start a new run")
+
+
+def data_fingerprint(ds):
+    """A hash of everything training reads: frames, slots, sample index, external features."""
+    import hashlib
+    digest = hashlib.sha256()
+    for a in (ds.frames, ds.slot_ids, ds.external, *(ds.index[k] for k in sorted(ds.index))):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
     data = datasets.make_tf_dataset(ds, epoch_order(rows, cfg["seed"], stage, epoch),
                                     cfg["batch_size"])
@@ -97,7 +126,7 @@ def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
     return h["loss"][0], h["rmse"][0]
 
 
-def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test):
+def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id=""):
     """Both stages, resuming from run_dir's checkpoint if there is one.
     -> (history columns, test predictions after stage 1 or None, training seconds)"""
     ckpt = Checkpoint(run_dir)
@@ -108,7 +137,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test):
         print(f"resuming from the checkpoint: stage {state['stage']}, {state['epoch']} epoch(s) "
               f"of it done")
     else:
-        state = fresh_state()
+        state = dict(fresh_state(), data=data_id)
     hist = state["history"]
     say = print if cfg["verbose"] else (lambda *a: None)
 
@@ -133,6 +162,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test):
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
             val = model.evaluate(datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
+            check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
                 arrays["best"] = model.get_weights()
@@ -152,12 +182,13 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test):
         if state["epoch"] == 0 and epochs:
             print(f"stage 2: {ds.n_train} samples, {epochs} epochs, learning rate "
                   f"{cfg['lr_cont'] or cfg['lr']:g} ({cfg['lr_schedule']})" +
-                  (f", weights averaged over the last {cfg['average_last']}"
+                  (f", weights averaged over the last {min(cfg['average_last'], epochs)}"
                    if cfg["average_last"] else ""))
         while state["epoch"] < epochs:
             started = time.time()
             model.optimizer.learning_rate = stage2_lr(cfg, state["epoch"])
             loss, rmse = fit_one_epoch(model, ds, np.arange(ds.n_train), cfg, 2, state["epoch"])
+            check_finite(loss, 0.0, 2, state["epoch"] + 1, cfg)
             note = ""
             if state["epoch"] >= first_avg:
                 weights = [w.astype(np.float64) for w in model.get_weights()]

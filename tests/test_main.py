@@ -256,7 +256,7 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
     """Each 'epoch' sets every weight to a known value; what the loop keeps is then known:
     stage 1's best epoch (by validation RMSE), stage 2's mean of its last average_last epochs,
     and the stage-2 rates of the schedule."""
-    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--patience=2",
+    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=6", "--patience=2",
                           "--epochs_cont=5", "--average_last=3", "--lr_schedule=cosine",
                           "--verbose=0", "--len_period=0", "--len_trend=0"])
     cfg = main.resolve_config()
@@ -264,7 +264,7 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
                                None, "", "")
     model = main.build_and_compile(cfg, ds)
     fit_rows, val_rows = main.split_rows(ds, cfg["validation_fraction"])
-    values = {1: [0.0, 0.001, 5.0, 6.0], 2: [0.1, 0.2, 0.3, 0.5, 0.9]}  # stage 1: epoch 2 is best
+    values = {1: [0.0, 0.001, 5.0, 6.0, 7.0, 8.0], 2: [0.1, 0.2, 0.3, 0.5, 0.9]}  # best: epoch 2
     rates = []
 
     def fake_epoch(model, ds, rows, cfg, stage, epoch):
@@ -280,7 +280,7 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
     model.evaluate = fake_evaluate
     history, stage1_pred, _ = training.train(model, ds, cfg, fit_rows, val_rows, str(tmp_path),
                                              lambda m: m.get_weights()[0].copy())
-    assert history["stage"] == [1, 1, 1, 1, 2, 2, 2, 2, 2]  # patience 2 ran all 4 epochs
+    assert history["stage"] == [1, 1, 1, 1, 2, 2, 2, 2, 2]  # patience 2 stopped after epoch 4
     np.testing.assert_allclose(stage1_pred, 0.001)  # the best of stage 1 went on
     for w in model.get_weights():
         np.testing.assert_allclose(w, (0.3 + 0.5 + 0.9) / 3, rtol=1e-6)
@@ -329,3 +329,16 @@ def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
     assert cfg["average_last"] == 5
     assert {k: v for k, v in cfg.items() if k not in preset and k != "preset"} == \
         {k: v for k, v in paper.items() if k not in preset and k != "preset"}
+
+
+def test_a_diverged_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
+    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=3", "--verbose=0",
+                          "--len_period=0", "--len_trend=0"])
+    cfg = main.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
+                               None, "", "")
+    model = main.build_and_compile(cfg, ds)
+    monkeypatch.setattr(training, "fit_one_epoch", lambda *a: (float("nan"), float("nan")))
+    with pytest.raises(training.Diverged, match="diverged in stage 1, epoch 1: loss nan.*Lower "
+                                                "the learning rate"):
+        training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path), lambda m: None)

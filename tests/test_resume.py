@@ -99,8 +99,12 @@ def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_sett
     assert main.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
     with pytest.raises(main.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
         main.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
-    with pytest.raises(main.ConfigError, match="the data differs"):
+    with pytest.raises(main.ConfigError, match="the data differ .*scaling ranges differ"):
         main.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
+    (tmp_path / "checkpoint" / "state.json").write_text('{"data": "abc"}')
+    assert main.check_resumable(str(tmp_path), cfg, scaler, "abc") == str(tmp_path)
+    with pytest.raises(main.ConfigError, match="frames, slots or external features differ"):
+        main.check_resumable(str(tmp_path), cfg, scaler, "abd")
     (tmp_path / "metrics.json").write_text("{}")
     with pytest.raises(main.ConfigError, match="that run has finished"):
         main.check_resumable(str(tmp_path), cfg, scaler)
