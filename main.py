@@ -202,6 +202,16 @@ def distribution_strategy(cfg):
     return strategy
 
 
+def replicas_agree(model):
+    """Whether each weight has the same value on every local replica (device) of the strategy."""
+    strategy = model.distribute_strategy
+    for w in model.weights:
+        local = [np.asarray(x) for x in strategy.experimental_local_results(w.value)]
+        if any(not np.array_equal(local[0], x) for x in local[1:]):
+            return False
+    return True
+
+
 def weights_fingerprint(model):
     """A short hash of all weights: equal on every worker of a multi-worker run."""
     import hashlib
@@ -598,7 +608,8 @@ def main(argv):
     training.remove_checkpoint(run_dir)
     print(results_table(metrics, cfg["dataset"]))
     if cfg["distribute"] != "none":
-        print(f"final weights fingerprint: {weights_fingerprint(model)}")
+        print(f"final weights fingerprint: {weights_fingerprint(model)}; every local replica "
+              f"holds the same weights: {replicas_agree(model)}")
     if not chief:
         shutil.rmtree(os.path.dirname(run_dir), ignore_errors=True)
         return None

@@ -37,7 +37,7 @@ def metrics_of(out_dir):
 
 
 def fingerprint(stdout):
-    found = re.findall(r"final weights fingerprint: (\w+)", stdout)
+    found = re.findall(r"final weights fingerprint: (\w+);", stdout)
     assert len(found) == 1, stdout[-2000:]
     return found[0]
 
@@ -59,6 +59,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, single_devic
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distribute=mirrored: 2 replicas, 32 samples each per step" in result.stdout
     fingerprint(result.stdout)
+    assert "every local replica holds the same weights: True" in result.stdout
     m = metrics_of(tmp_path)
     assert m["rmse"] == pytest.approx(single_device["rmse"], rel=0.01)
     assert m["rmse_stage1"] == pytest.approx(single_device["rmse_stage1"], rel=0.01)

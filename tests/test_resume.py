@@ -84,6 +84,40 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, sig, aft
     np.testing.assert_array_equal(pred, uninterrupted[2])
 
 
+@pytest.mark.parametrize("where", ["stage 1 to 2", "before metrics.json"])
+def test_a_crash_at_a_stage_boundary_resumes_to_the_same_result(tmp_path, uninterrupted,
+                                                                monkeypatch, where):
+    """Deterministic kill points the real kills above rarely hit: between stage 1's last epoch
+    and the transition's checkpoint, and after training before the run's results are written."""
+    import importlib
+
+    import main
+    import params
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args, **kwargs):
+        raise Crash
+    if where == "stage 1 to 2":
+        monkeypatch.setattr(main, "predict_test", crash)  # first called for stage 1's predictions
+    else:
+        real = main.write_json
+        monkeypatch.setattr(main, "write_json", lambda path, obj: crash() if path.endswith(
+            "metrics.json") else real(path, obj))
+    importlib.reload(params)
+    with pytest.raises(Crash):
+        main.main([*ARGS, "--verbose=0", f"--out_dir={tmp_path}"])
+    monkeypatch.undo()
+    importlib.reload(params)
+    (run_dir,) = tmp_path.iterdir()
+    main.main([*ARGS, "--verbose=0", f"--out_dir={tmp_path}", f"--resume={run_dir}"])
+    importlib.reload(params)
+    metrics, history, pred = results(run_dir)
+    assert metrics == uninterrupted[0] and history == uninterrupted[1]
+    np.testing.assert_array_equal(pred, uninterrupted[2])
+
+
 def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_settings(tmp_path):
     import main
     cfg = {"resume": str(tmp_path), "lr": 0.0002, "seed": 1, "out_dir": "elsewhere"}
