@@ -214,11 +214,7 @@ def replicas_agree(model):
 
 def weights_fingerprint(model):
     """A short hash of all weights: equal on every worker of a multi-worker run."""
-    import hashlib
-    digest = hashlib.sha256()
-    for w in model.get_weights():
-        digest.update(np.ascontiguousarray(w).tobytes())
-    return digest.hexdigest()[:16]
+    return training.arrays_sha256(model.get_weights())[:16]
 
 
 # ---- output folder -------------------------------------------------------------------------------
@@ -547,8 +543,9 @@ def main(argv):
     run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
     scaler = {**ds.scaler.to_dict(), "external": ds.external_scaling}
+    data_id = training.data_fingerprint(ds)  # kept in the checkpoint; a resume compares it
     if cfg["resume"]:
-        run_dir = check_resumable(cfg["resume"], cfg, scaler, training.data_fingerprint(ds))
+        run_dir = check_resumable(cfg["resume"], cfg, scaler, data_id)
         print(f"run folder: {run_dir} (resumed)")
     else:
         # Only the chief writes a run folder; the other workers' copies go to a temporary folder.
@@ -580,7 +577,7 @@ def main(argv):
     # used to choose anything).
     history, stage1_pred, train_seconds = training.train(
         model, ds, cfg, fit_rows, val_rows, run_dir, lambda m: predict_test(m, ds),
-        training.data_fingerprint(ds))
+        data_id)
     write_history(os.path.join(run_dir, "history.csv"), history)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))

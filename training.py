@@ -110,13 +110,19 @@ def check_finite(loss, val_rmse, stage, epoch, cfg):
                        f"lr_cont={cfg['lr_cont']}) and start a new run")
 
 
-def data_fingerprint(ds):
-    """A hash of everything training reads: frames, slots, sample index, external features."""
+def arrays_sha256(arrays):
+    """The SHA-256 (hex) of a sequence of arrays' bytes, in order."""
     import hashlib
     digest = hashlib.sha256()
-    for a in (ds.frames, ds.slot_ids, ds.external, *(ds.index[k] for k in sorted(ds.index))):
+    for a in arrays:
         digest.update(np.ascontiguousarray(a).tobytes())
     return digest.hexdigest()
+
+
+def data_fingerprint(ds):
+    """A hash of everything training reads: frames, slots, sample index, external features."""
+    return arrays_sha256([ds.frames, ds.slot_ids, ds.external,
+                          *(ds.index[k] for k in sorted(ds.index))])
 
 
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
