@@ -4,16 +4,8 @@ pipeline) and of the synthetic city generator.
 Every expectation is computed here by hand or by an independent (plain Python / datetime / h5py)
 route, never copied from a run of the code under test.
 """
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import sys
 from datetime import date, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import h5py
 import numpy as np
@@ -474,7 +466,6 @@ def test_taxibj_missing_file_raises(tmp_path):
 
 
 # ---- 6. BikeNYC, the real file ---------------------------------------------------------------------
-
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,8 @@
 """Tests of evaluation.py: error measures, the BikeNYC paper factor and the two baselines.
 Expectations are computed by hand or independently (plain Python, datetime, h5py)."""
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import math
-import sys
 from datetime import date, timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import h5py
 import numpy as np

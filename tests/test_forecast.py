@@ -2,21 +2,17 @@
 slots after a data file's last one from a saved run folder."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import h5py
+import numpy as np
+import pytest
+
+import datasets
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import datasets  # noqa: E402
 
 TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=0",
         "--batch_size=64"]

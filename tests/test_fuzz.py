@@ -5,7 +5,6 @@ never another exception and never different samples.
 Two families: content corruptions rewritten with h5py (each with the outcome it must have), and
 random byte damage (truncation, flipped bytes outside the array payloads, whose damage no HDF5
 reader can see; the release files' payloads are covered by the md5 check)."""
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,10 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import datasets
 
-import datasets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 T, DAYS = 24, 12
 LOAD = dict(len_closeness=3, len_period=1, len_trend=1, days_test=2)

@@ -3,23 +3,19 @@ end-to-end run that checks every artefact of a run folder."""
 import csv
 import importlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+
+import datasets
+import main
+import params
+import training
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import datasets  # noqa: E402
-import main  # noqa: E402
-import params  # noqa: E402
-import training  # noqa: E402
 
 TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
         "--batch_size=64"]

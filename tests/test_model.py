@@ -1,19 +1,11 @@
 """The model: exact parameter counts, switchable branches, the fusion layer, a forward pass checked
 against an independent NumPy implementation of the paper's equations, and save/load."""
-import os
-import sys
-from pathlib import Path
+import keras
+import numpy as np
+import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import modules  # noqa: E402
-import st_resnet  # noqa: E402
+import modules
+import st_resnet
 
 TAXIBJ = dict(map_height=32, map_width=32, len_closeness=3, len_period=1, len_trend=1,
               external_dim=28, nb_residual_unit=12)

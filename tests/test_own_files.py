@@ -2,24 +2,20 @@
 duplicates, several files, side files; through load_dataset and through main.py."""
 import importlib
 import json
-import os
 import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import h5py
+import numpy as np
+import pytest
+
+import datasets
+import main
+import params
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import datasets  # noqa: E402
-import main  # noqa: E402
-import params  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -3,7 +3,6 @@ a damaged release file gets an md5 warning; too little disk is refused before tr
 values above the training maximum are scored on the original scale with no NaN."""
 import os
 import shutil
-import sys
 from collections import namedtuple
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,11 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import datasets
+import main
 
-import datasets  # noqa: E402
-import main  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BIKENYC = ROOT.parent / "shared" / "data" / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
 

@@ -14,10 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import training
 
-import training  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=4", "--epochs_cont=3",
         "--batch_size=64", "--average_last=2", "--lr_schedule=cosine", "--patience=3"]

@@ -1,13 +1,10 @@
 """summarize.py: mean ± std over run folders, refusing runs that differ in more than the seed."""
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pytest  # noqa: E402
+import pytest
 
-import summarize  # noqa: E402
+import summarize
 
 
 def fake_run(folder, seed, rmse, lr=0.0002):

@@ -11,8 +11,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import h5py
 import numpy as np
 import pytest
