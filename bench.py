@@ -23,6 +23,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import datasets  # noqa: E402
+import main  # noqa: E402
 
 SETTINGS = {  # H, W, L, lengths (closeness, period, trend), external features, T
     "bikenyc": dict(H=16, W=8, L=4, lengths=(3, 4, 4), ext=8, T=24),
@@ -41,7 +42,7 @@ def cpu_peak_gflops():
     """(peak fp32 GFLOP/s, how it was estimated): cores x clock x FLOPs per cycle per core."""
     info = open("/proc/cpuinfo").read()
     mhz = max(float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz"))
-    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    flags = main.cpu_flags()
     cores = len(os.sched_getaffinity(0))
     if "avx512f" in flags:
         per_cycle, unit = 64, "AVX-512: 2 FMA units x 16 fp32 lanes x 2"
@@ -105,7 +106,8 @@ def bench_setting(name, opt, peak):
     import tensorflow as tf
     import st_resnet
     s = SETTINGS[name]
-    keras.mixed_precision.set_global_policy(opt["precision"])
+    policy = main.resolve_precision(opt["precision"])[0]
+    keras.mixed_precision.set_global_policy(policy)
     model = st_resnet.build_model(map_height=s["H"], map_width=s["W"], len_closeness=s["lengths"][0],
                                   len_period=s["lengths"][1], len_trend=s["lengths"][2],
                                   external_dim=s["ext"], nb_residual_unit=s["L"])
@@ -115,7 +117,7 @@ def bench_setting(name, opt, peak):
     batches = sorted({32, *[int(b) for b in str(opt["batches"]).split(",")]})
     ds = random_dataset(s, max(batches) * opt["steps"] + 8 * 7 * s["T"])
     print(f"\n== {name}: {s['H']}x{s['W']}, L={s['L']}, lengths {s['lengths']}, external "
-          f"{s['ext']}; {model.count_params():,} parameters; {opt['precision']}, "
+          f"{s['ext']}; {model.count_params():,} parameters; {policy}, "
           f"jit_compile={opt['jit_compile']}")
     print(f"FLOPs per sample: forward {fwd / 1e9:.3f} G, training step {train / 1e9:.3f} G")
     rows_all = np.random.default_rng(1).permutation(ds.n_samples)

@@ -129,7 +129,7 @@ def resolve_config():
     if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
     for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine")),
-                         ("precision", ("float32", "mixed_bfloat16"))):
+                         ("precision", ("float32", "mixed_bfloat16", "auto"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
     if cfg["distribute"] not in ("none", "mirrored", "multiworker"):
@@ -355,6 +355,35 @@ def import_keras_quietly():
     return importlib.import_module("keras")
 
 
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. on macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f
+                         if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+def resolve_precision(choice):
+    """(Keras dtype policy, why) for params.precision; "auto" picks mixed_bfloat16 only where the
+    hardware computes bfloat16 natively, since emulated bfloat16 is slower than float32."""
+    if choice != "auto":
+        return choice, "as set"
+    import tensorflow as tf
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (8, 0):
+            return "mixed_bfloat16", ("auto: the GPU has compute capability "
+                                      f"{capability[0]}.{capability[1]}")
+    if tf.config.list_physical_devices("GPU"):
+        return "float32", "auto: the GPU has no native bfloat16 (compute capability < 8.0)"
+    native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags()]
+    if native:
+        return "mixed_bfloat16", f"auto: the CPU has {' and '.join(native)}"
+    return "float32", "auto: no native bfloat16 found on this CPU"
+
+
 def build_and_compile(cfg, ds):
     import keras
     import st_resnet
@@ -555,7 +584,9 @@ def main(argv):
     CURRENT_RUN = run_dir
 
     keras.utils.set_random_seed(cfg["seed"])
-    keras.mixed_precision.set_global_policy(cfg["precision"])
+    policy, why = resolve_precision(cfg["precision"])
+    keras.mixed_precision.set_global_policy(policy)
+    print(f"precision: {policy} ({why})")
     with strategy.scope():
         model = build_and_compile(cfg, ds)
     print(f"ST-ResNet: {model.count_params():,} parameters")
@@ -587,7 +618,8 @@ def main(argv):
     others = dict(baselines, **({"_stage1": stage1_pred} if stage1_pred is not None else {}))
     metrics = test_metrics(ds, y_true, y_pred, others)
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
-                   epochs_stage2=history["stage"].count(2), n_params=model.count_params())
+                   epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
+                   precision=policy)
     write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
                       ds.target_slots[ds.n_train:], ds.T)
     if cfg["horizon"] > 1:

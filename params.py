@@ -47,6 +47,9 @@ average_last = 0           # >0: the final weights are the mean of stage 2's las
                            # weights (stochastic weight averaging); 0: the last epoch's (paper)
 precision = "float32"      # float32 (paper) | mixed_bfloat16: compute in bfloat16, keep weights and
                            # the output in float32 (fast on CPUs with AVX-512 BF16/AMX and on GPUs)
+                           # | auto: mixed_bfloat16 where the hardware computes bfloat16 natively
+                           # (a GPU of compute capability >= 8.0, or a CPU with the amx_bf16 or
+                           # avx512_bf16 flag), float32 elsewhere, where bfloat16 is emulated and slow
 jit_compile = False        # XLA compilation of the train step; off: it measured slower on CPU
 seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch

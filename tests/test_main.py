@@ -338,3 +338,22 @@ def test_a_diverged_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(training.Diverged, match="diverged in stage 1, epoch 1: loss nan.*Lower "
                                                 "the learning rate"):
         training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path), lambda m: None)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["fpu", "avx512f", "avx512_bf16"], "mixed_bfloat16"),
+    (["fpu", "amx_tile", "amx_bf16"], "mixed_bfloat16"),
+    (["fpu", "avx2", "avx512f"], "float32"),  # bfloat16 would be emulated: slower, not faster
+    ([], "float32"),  # no /proc/cpuinfo
+])
+def test_precision_auto_picks_bfloat16_only_on_native_hardware(monkeypatch, flags, expected):
+    monkeypatch.setattr(main, "cpu_flags", lambda: flags)
+    policy, why = main.resolve_precision("auto")
+    assert policy == expected and why.startswith("auto:")
+    assert main.resolve_precision("float32") == ("float32", "as set")
+    assert main.resolve_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
+    main.apply_overrides(["--precision=auto"])
+    assert main.resolve_config()["precision"] == "auto"
+    main.apply_overrides(["--precision=bf16"])
+    with pytest.raises(main.ConfigError, match="precision must be one of"):
+        main.resolve_config()
