@@ -142,8 +142,9 @@ def resolve_config():
                               "chief keeps a checkpoint")
     if cfg["lr_cont"] < 0 or cfg["weight_decay"] < 0 or cfg["average_last"] < 0:
         raise ConfigError("lr_cont, weight_decay and average_last must be >= 0")
-    if cfg["seed"] < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    if cfg["seed"] < 0 or cfg["threads"] < 0:
+        raise ConfigError(f"seed and threads must be >= 0, got {cfg['seed']} and "
+                          f"{cfg['threads']}")
     return cfg
 
 
@@ -267,7 +268,8 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
                           f"so there is nothing to resume; start it again without --resume")
     with open(os.path.join(run_dir, "params.json")) as f:
         saved = json.load(f)
-    free = {"resume", "out_dir", "data_dir", "verbose", "holiday_file", "meteorology_file"}
+    free = {"resume", "out_dir", "data_dir", "verbose", "threads", "holiday_file",
+            "meteorology_file"}
     differ = [f"{k}={saved.get(k)!r} there, {cfg[k]!r} now" for k in cfg
               if k not in free and saved.get(k) != cfg[k]]
     if differ:
@@ -382,6 +384,21 @@ def resolve_precision(choice):
     if native:
         return "mixed_bfloat16", f"auto: the CPU has {' and '.join(native)}"
     return "float32", "auto: no native bfloat16 found on this CPU"
+
+
+def set_threads(n):
+    """TensorFlow's thread pools get n threads each (0: leave TensorFlow's choice). They can be
+    set only before TensorFlow's runtime starts, so this runs right after the import."""
+    import tensorflow as tf
+    if not n:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # main() called again in one process (as the tests do)
+        print(f"threads={n} not applied: TensorFlow's runtime already started in this process")
+        return
+    print(f"threads: {n} intra-op, {n} inter-op")
 
 
 def build_and_compile(cfg, ds):
@@ -568,6 +585,7 @@ def main(argv):
     fit_rows, val_rows = split_rows(ds, cfg["validation_fraction"])
 
     keras = import_keras_quietly()  # only now: errors in settings and data are reported first
+    set_threads(cfg["threads"])
     strategy = distribution_strategy(cfg)
     run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]

@@ -51,6 +51,9 @@ precision = "float32"      # float32 (paper) | mixed_bfloat16: compute in bfloat
                            # (a GPU of compute capability >= 8.0, or a CPU with the amx_bf16 or
                            # avx512_bf16 flag), float32 elsewhere, where bfloat16 is emulated and slow
 jit_compile = False        # XLA compilation of the train step; off: it measured slower on CPU
+threads = 0                # >0: TensorFlow's intra-op and inter-op thread pools get this many
+                           # threads (e.g. 1 each for two trainings side by side on 2 cores);
+                           # 0: TensorFlow's choice, every core
 seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 

@@ -36,7 +36,7 @@ def differing_settings(configs):
     """Settings (other than seed, folders and verbosity) whose values differ between runs. A key
     that a run from an older version lacks had the value that is params.py's default (options are
     added with the paper's behaviour as default); a null value was resolved later and is skipped."""
-    skip = {"seed", "out_dir", "data_dir", "verbose", "resume"}
+    skip = {"seed", "out_dir", "data_dir", "verbose", "threads", "resume"}
     keys = sorted(set().union(*configs) - skip)
 
     def values(k):

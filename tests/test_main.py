@@ -72,7 +72,8 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--days_test=0"], "days_test must be >= 1"),
     (["--len_trend=-1"], "len_trend must be >= 0"),
     (["--dataset=paris"], "dataset must be one of"),
-    (["--seed=-1"], "seed must be >= 0"),
+    (["--seed=-1"], "seed and threads must be >= 0"),
+    (["--threads=-2"], "seed and threads must be >= 0"),
     (["--loss=l1"], "loss must be one of mse, mae, huber"),
     (["--preset=best"], "preset must be one of paper, improved"),
     (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
@@ -114,8 +115,9 @@ def test_run_folders_are_never_reused(tmp_path):
 
 def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     out = tmp_path / "runs"
-    result = run_main(*TINY, f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
+    result = run_main(*TINY, "--threads=1", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "threads: 1 intra-op, 1 inter-op" in result.stdout
     (run_dir,) = list(out.iterdir())
     files = {p.name for p in run_dir.iterdir()}
     assert {"metrics.json", "model.keras", "scaler.json", "params.json", "history.csv",
@@ -130,6 +132,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
                 "rmse_last", "mae_last", "rmse_flow0", "rmse_flow1"):
         assert key in metrics
     assert metrics["dataset"] == "synthetic" and metrics["n_test"] == 240
+    assert metrics["precision"] == "float32"  # the paper preset computes in float32
     assert metrics["n_train"] == 3720 - 240
     assert metrics["rmse_paper"] == pytest.approx(metrics["rmse"] * np.sqrt(128 / 81))
     assert metrics["rmse_stage1"] != metrics["rmse"]  # stage 2 changed the weights
@@ -180,7 +183,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
 
     # The same command again: a new folder, the first one untouched, identical metrics (seeded).
     before = (run_dir / "metrics.json").read_bytes()
-    again = run_main(*TINY, f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
+    again = run_main(*TINY, "--threads=1", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list(out.iterdir())) == 2 and (run_dir / "metrics.json").read_bytes() == before
     (second,) = [p for p in out.iterdir() if p != run_dir]
