@@ -24,7 +24,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import datasets  # noqa: E402
-from main import cpu_flags, import_keras_quietly, resolve_precision  # noqa: E402
+from main import cpu_flags, import_keras_quietly, resolve_precision, set_threads  # noqa: E402
 
 SETTINGS = {  # H, W, L, lengths (closeness, period, trend), external features, T
     "bikenyc": dict(H=16, W=8, L=4, lengths=(3, 4, 4), ext=8, T=24),
@@ -187,10 +187,7 @@ def main(argv):
             sys.exit(f"usage: python bench.py [--key=value ...], keys: {', '.join(opt)}")
         opt[key] = type(opt[key])(value == "True" if isinstance(opt[key], bool) else value)
     import_keras_quietly()  # without TensorFlow's C++ start-up notices
-    import tensorflow as tf
-    if opt["threads"]:
-        tf.config.threading.set_intra_op_parallelism_threads(opt["threads"])
-        tf.config.threading.set_inter_op_parallelism_threads(opt["threads"])
+    set_threads(opt["threads"])
     peak, how = cpu_peak_gflops()
     print(f"peak fp32: {peak:.0f} GFLOP/s = {how}; measured numpy 4096^2 matmul: "
           f"{matmul_gflops():.0f} GFLOP/s")

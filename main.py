@@ -373,12 +373,13 @@ def resolve_precision(choice):
     if choice != "auto":
         return choice, "as set"
     import tensorflow as tf
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
         if capability and tuple(capability) >= (8, 0):
             return "mixed_bfloat16", ("auto: the GPU has compute capability "
                                       f"{capability[0]}.{capability[1]}")
-    if tf.config.list_physical_devices("GPU"):
+    if gpus:
         return "float32", "auto: the GPU has no native bfloat16 (compute capability < 8.0)"
     native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags()]
     if native:
