@@ -261,6 +261,11 @@ def metadata_features(slot_ids, T):
     return np.hstack([np.eye(7, dtype=np.float32)[wd], (wd < 5).astype(np.float32)[:, None]])
 
 
+def time_of_day_features(slot_ids, T):
+    """One-hot of the slot within its day (0 .. T-1) -> (n, T)."""
+    return np.eye(T, dtype=np.float32)[np.asarray(slot_ids) % T]
+
+
 def holiday_features(slot_ids, T, holidays):
     """1 where the slot's date is in the holiday list -> (n, 1)."""
     return np.isin(np.asarray(slot_ids) // T, list(holidays)).astype(np.float32)[:, None]
@@ -420,15 +425,18 @@ def load_series(name, data_dir, T=None):
 
 class ExternalFeatures:
     """The external vector of any target slot, in the official order [metadata 8, holiday 1,
-    meteorology 19]. Wind and temperature are scaled to [0, 1] with ranges fitted on the
+    meteorology 19], then (an option beyond the paper) the slot-of-day one-hot [T]. Wind and temperature are scaled to [0, 1] with ranges fitted on the
     training targets (`fit`) or restored from a saved run (`scaling`)."""
 
-    def __init__(self, T, use_meta, holidays=None, meteorology=None, scaling=None):
+    def __init__(self, T, use_meta, holidays=None, meteorology=None, scaling=None,
+                 time_of_day=False):
         self.T, self.use_meta, self.holidays, self.meteorology = T, use_meta, holidays, meteorology
+        self.time_of_day = time_of_day
         self.scaling = dict(scaling or {})
 
     @classmethod
-    def from_series(cls, series, use_meta, use_holiday, use_meteorology, name, scaling=None):
+    def from_series(cls, series, use_meta, use_holiday, use_meteorology, name, scaling=None,
+                    use_time_of_day=False):
         holidays = meteorology = None
         if use_holiday:
             if series.holiday_path is None:
@@ -450,7 +458,7 @@ class ExternalFeatures:
                                 f"give --meteorology_file=")
             require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
             meteorology = load_meteorology(path, series.T) + (path,)
-        return cls(series.T, use_meta, holidays, meteorology, scaling)
+        return cls(series.T, use_meta, holidays, meteorology, scaling, use_time_of_day)
 
     def weather(self, known_before):
         """Raw meteorology rows of the latest slot before each `known_before` slot."""
@@ -478,6 +486,8 @@ class ExternalFeatures:
                 lo, hi = self.scaling[key]
                 meteo[:, col] = (meteo[:, col] - lo) / max(hi - lo, 1e-12)
             parts.append(meteo)
+        if self.time_of_day:
+            parts.append(time_of_day_features(target_slots, self.T))
         external = np.hstack(parts) if parts else np.zeros((len(target_slots), 0))
         return external.astype(np.float32)
 
@@ -504,7 +514,7 @@ def in_time_order(series, name):
 
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
                  use_meta=True, use_holiday=False, use_meteorology=False, slots_per_day=None,
-                 holiday_file="", meteorology_file=""):
+                 holiday_file="", meteorology_file="", use_time_of_day=False):
     """Load a data set (named, or flow files) and build its samples, external features and split.
     Slots are put in time order; duplicate time stamps are an error; days lacking any of their
     slots are dropped first, as the official TaxiBJ pipeline does."""
@@ -528,7 +538,8 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                         f"period alone needs {n_test} (days_test={days_test} x {T}) and training "
                         f"at least 2 more; shorten days_test or the window lengths")
     target_slots = slot_ids[index["target"]]
-    features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name)
+    features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
+                                            use_time_of_day=use_time_of_day)
     features.fit(target_slots[:n_samples - n_test])
     return FlowDataset(frames, slot_ids, T, index, features(target_slots), n_test, name,
                        features, dropped)
@@ -569,7 +580,7 @@ def recursive_inputs(frames, slot_ids, T, lengths, starts, step, predictions):
 
 
 def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology, holiday_file,
-                      meteorology_file, scaling):
+                      meteorology_file, scaling, use_time_of_day=False):
     """Frames in time order, their slot numbers and the external features (with a saved run's
     wind/temperature ranges) of a data set to forecast from; the last day may be incomplete."""
     series = load_series(name, data_dir)  # a file's T inferred, to compare with the model's
@@ -578,7 +589,7 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
     series = with_side_files(series, holiday_file, meteorology_file)
     frames, slot_ids = in_time_order(series, name)
     features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
-                                            scaling)
+                                            scaling, use_time_of_day)
     return frames, slot_ids, features
 
 

@@ -531,7 +531,7 @@ def forecast(run_dir, given, cfg):
     frames, slot_ids, features = datasets.load_for_forecast(
         run["dataset"], run["data_dir"], run["T"], run["use_meta"], run["use_holiday"],
         run["use_meteorology"], run["holiday_file"], run["meteorology_file"],
-        saved_scaler["external"])
+        saved_scaler["external"], run.get("use_time_of_day", False))
     start, T = slot_ids[-1] + 1, run["T"]
     lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
     missing = datasets.missing_history(slot_ids, T, lengths, start, cfg["horizon"])
@@ -573,7 +573,7 @@ def main(argv):
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
         cfg["use_meteorology"], cfg["slots_per_day"], cfg["holiday_file"],
-        cfg["meteorology_file"])
+        cfg["meteorology_file"], cfg["use_time_of_day"])
     cfg["T"] = cfg["slots_per_day"] = ds.T
     if ds.dropped_days:
         print(f"dropped {len(ds.dropped_days)} day(s) lacking some of their {ds.T} slots: "

@@ -24,6 +24,8 @@ len_trend = None           # same slot on the lq previous weeks (0 switches the 
 days_test = None           # the last days_test * T samples are the test set
 use_meta = True            # day-of-week one-hot + weekday flag of the target slot (8 features)
 use_holiday = None         # holiday flag of the target date (needs a holiday list)
+use_time_of_day = False    # one-hot of the target's slot within its day (T features), appended to
+                           # the external vector; not in the paper (BikeNYC: RESULTS.md)
 use_meteorology = None     # weather of slot t-1, wind speed, temperature (needs a meteorology file)
 
 # ---- model ------------------------------------------------------------------------------------

@@ -673,6 +673,17 @@ def test_synthetic_loader_writes_files(tmp_path):
     assert days == {date(2014, 5, 26), date(2014, 7, 4), date(2014, 9, 1)}
 
 
+def test_time_of_day_feature_is_the_targets_slot_one_hot_after_the_official_vector(tmp_path):
+    plain = datasets.load_dataset("synthetic", str(tmp_path), 3, 1, 1, 10, use_holiday=True)
+    ds = datasets.load_dataset("synthetic", str(tmp_path), 3, 1, 1, 10, use_holiday=True,
+                               use_time_of_day=True)
+    assert ds.external.shape == (plain.n_samples, 9 + 24)
+    np.testing.assert_array_equal(ds.external[:, :9], plain.external)
+    stamps = datasets.format_timestamps(ds.target_slots, 24)         # YYYYMMDD + slot 01..24
+    hours = np.array([int(s[8:]) - 1 for s in stamps])
+    np.testing.assert_array_equal(ds.external[:, 9:], np.eye(24)[hours])
+
+
 def test_synthetic_file_from_another_generator_version_is_rewritten(tmp_path):
     path = tmp_path / "Synthetic" / "SYN_M16x8_T60_OutIn.h5"
     datasets.load_dataset("synthetic", str(tmp_path), 3, 1, 1, 10)

@@ -51,7 +51,8 @@ def test_recursive_inputs_take_predictions_for_slots_from_the_start_on():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("forecast")
-    result = run_main(*TINY, "--horizon=3", f"--data_dir={tmp / 'data'}", f"--out_dir={tmp / 'runs'}")
+    # with the slot-of-day feature, so that forecasting must rebuild it from the run's settings
+    result = run_main(*TINY, "--horizon=3", "--use_time_of_day=True", f"--data_dir={tmp / 'data'}", f"--out_dir={tmp / 'runs'}")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = list((tmp / "runs").iterdir())
     return tmp, run_dir
