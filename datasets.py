@@ -620,7 +620,21 @@ def make_tf_dataset(ds, rows, batch_size):
         return inputs, y
 
     data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
-    options = tf.data.Options()  # under a multi-worker strategy each worker takes its part
+    # One thread gathers the next batches while the model computes: the gather is 50-200x faster
+    # than a training step (bench.py prints both), so more parallelism would buy nothing.
+    return data.batch(batch_size).map(gather).prefetch(2).with_options(pipeline_options())
+
+
+def pipeline_options():
+    """The tf.data options of every pipeline (bench.py's in-memory reference too).
+
+    Autotuning is off. Its background thread sleeps for periods that double from 10 ms up to
+    10 s, and the end of an iterator waits for that thread to wake up, so every fit, evaluate and
+    predict call lasted until the next of 0.01, 0.03, ... 5.11, 10.23, 20.47 s after it began,
+    whatever its work: a 7-second BikeNYC epoch took 10.2 s (README, "Speed and memory").
+    Under a multi-worker strategy each worker takes its part of every batch (DATA sharding)."""
+    import tensorflow as tf
+    options = tf.data.Options()
+    options.autotune.enabled = False
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return data.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE).with_options(options)  # of every batch
+    return options
