@@ -57,6 +57,11 @@ def settable_params():
             and not isinstance(v, type(params))}
 
 
+# params.py's own values, before any --key=value: what a run folder written before an option
+# existed ran with (options are added with the earlier behaviour as their default)
+PARAMS_AS_SHIPPED = settable_params()
+
+
 def expected_type(key):
     """The type a param takes: its default's, or for None the type of its per-dataset defaults."""
     default = getattr(params, key)
@@ -270,8 +275,9 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
         saved = json.load(f)
     free = {"resume", "out_dir", "data_dir", "verbose", "threads", "holiday_file",
             "meteorology_file"}
-    differ = [f"{k}={saved.get(k)!r} there, {cfg[k]!r} now" for k in cfg
-              if k not in free and saved.get(k) != cfg[k]]
+    saved = {k: saved.get(k, PARAMS_AS_SHIPPED.get(k)) for k in cfg}
+    differ = [f"{k}={saved[k]!r} there, {cfg[k]!r} now" for k in cfg
+              if k not in free and saved[k] != cfg[k]]
     if differ:
         raise ConfigError(f"--resume={run_dir} was started with other settings: "
                           f"{'; '.join(differ)}. Resume with the command that started it")

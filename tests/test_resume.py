@@ -132,6 +132,10 @@ def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_sett
     assert main.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
     with pytest.raises(main.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
         main.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
+    # a setting the folder lacks (a run from before the option existed) ran with its default
+    assert main.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=False), scaler)
+    with pytest.raises(main.ConfigError, match="use_time_of_day=False there, True now"):
+        main.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=True), scaler)
     with pytest.raises(main.ConfigError, match="the data differ .*scaling ranges differ"):
         main.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
     (tmp_path / "checkpoint" / "state.json").write_text('{"data": "abc"}')
