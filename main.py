@@ -125,7 +125,8 @@ def resolve_config():
     for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
-    for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience", "horizon"):
+    for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience", "horizon",
+                "ensemble"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
     if not any(lengths):
@@ -261,6 +262,24 @@ def check_free_space(run_dir, n_params):
                           f"results. Free some space or choose another --out_dir=")
 
 
+def start_run_folder(run_dir, cfg, ds, scaler, n_params):
+    """Checks the free space, then (unless resuming) writes the settings, the scaling and the
+    holiday list: the run folder alone then suffices to forecast later."""
+    try:
+        check_free_space(run_dir, n_params)
+    except ConfigError:
+        if not cfg["resume"] and not os.listdir(run_dir):
+            os.rmdir(run_dir)  # the empty folder this run made
+        raise
+    if not cfg["resume"]:
+        write_json(os.path.join(run_dir, "params.json"), cfg)
+        write_json(os.path.join(run_dir, "scaler.json"), scaler)
+        if ds.features.holidays is not None:
+            write_text(os.path.join(run_dir, "holidays.txt"), "\n".join(
+                datasets.format_timestamps(np.array(sorted(ds.features.holidays)) * ds.T,
+                                           ds.T).astype("U8")) + "\n")
+
+
 def check_resumable(run_dir, cfg, scaler, data_id=None):
     """run_dir, if it is an unfinished run of the same settings and data; else a ConfigError."""
     if not os.path.isfile(os.path.join(run_dir, "params.json")):
@@ -268,7 +287,8 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         raise ConfigError(f"--resume={run_dir}: that run has finished (metrics.json exists); "
                           f"its results stay as they are. Start a new run without --resume")
-    if not os.path.isfile(os.path.join(run_dir, training.CHECKPOINT, "state.json")):
+    states = training.checkpoint_states(run_dir)
+    if not states:
         raise ConfigError(f"--resume={run_dir}: the run stopped before its first epoch ended, "
                           f"so there is nothing to resume; start it again without --resume")
     with open(os.path.join(run_dir, "params.json")) as f:
@@ -283,7 +303,7 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
                           f"{'; '.join(differ)}. Resume with the command that started it")
     with open(os.path.join(run_dir, "scaler.json")) as f:
         same_scaling = json.load(f) == json.loads(json.dumps(scaler))
-    with open(os.path.join(run_dir, training.CHECKPOINT, "state.json")) as f:
+    with open(states[0]) as f:
         started_on = json.load(f).get("data")
     if not same_scaling or (data_id and started_on and started_on != data_id):
         what = ("their scaling ranges differ" if not same_scaling
@@ -299,7 +319,7 @@ def resume_hint():
     """The command that continues the interrupted run, when it can be continued."""
     if not CURRENT_RUN or params.distribute == "multiworker" or \
             os.path.isfile(os.path.join(CURRENT_RUN, "metrics.json")) or \
-            not os.path.isfile(os.path.join(CURRENT_RUN, training.CHECKPOINT, "state.json")):
+            not training.checkpoint_states(CURRENT_RUN):
         return ""
     args = [a for a in sys.argv[1:] if not a.startswith("--resume=")]
     return ("\ncontinue from the last completed epoch with:\n  " +
@@ -333,12 +353,14 @@ def write_rows(path, rows):
 
 
 def write_history(path, history):
+    """One row an epoch; an ensemble's rows are its members' in turn, each counting from 1."""
     keys = list(history)
+    members = history.get("member", [1] * len(history["stage"]))
     with open(path + ".tmp", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch"] + keys)
         for i in range(len(history["stage"])):
-            w.writerow([i + 1] + [history[k][i] for k in keys])
+            w.writerow([members[:i + 1].count(members[i])] + [history[k][i] for k in keys])
     os.replace(path + ".tmp", path)
 
 
@@ -408,10 +430,10 @@ def set_threads(n):
     print(f"threads: {n} intra-op, {n} inter-op")
 
 
-def build_and_compile(cfg, ds):
+def build_and_compile(cfg, ds, name=None):
     import keras
     import st_resnet
-    model = st_resnet.build_model(
+    model = st_resnet.build_model(name=name or "st_resnet",
         map_height=ds.frames.shape[1], map_width=ds.frames.shape[2], nb_flow=ds.frames.shape[3],
         len_closeness=cfg["len_closeness"], len_period=cfg["len_period"],
         len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
@@ -471,6 +493,8 @@ def test_metrics(ds, y_true, y_pred, baselines):
 
 def results_table(m, dataset):
     rows = [("ST-ResNet (this run)", ""), ("  after stage 1 only", "_stage1"),
+            *[(f"  member {i + 1} alone (seed {seed})", f"_member{i + 1}")
+              for i, seed in enumerate(m.get("member_seeds", []))],
             ("HA (same weekday and slot)", "_ha"), ("last frame", "_last")]
     rows = [(label, s) for label, s in rows if f"rmse{s}" in m]
     lines = [f"{'':28}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
@@ -608,43 +632,56 @@ def main(argv):
     global CURRENT_RUN
     CURRENT_RUN = run_dir
 
-    keras.utils.set_random_seed(cfg["seed"])
     policy, why = resolve_precision(cfg["precision"])
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision: {policy} ({why})")
-    with strategy.scope():
-        model = build_and_compile(cfg, ds)
-    print(f"ST-ResNet: {model.count_params():,} parameters")
-    try:
-        check_free_space(run_dir, model.count_params())
-    except ConfigError:
-        if not cfg["resume"] and not os.listdir(run_dir):
-            os.rmdir(run_dir)  # the empty folder this run made
-        raise
-    if not cfg["resume"]:
-        write_json(os.path.join(run_dir, "params.json"), cfg)
-        write_json(os.path.join(run_dir, "scaler.json"), scaler)
-        if ds.features.holidays is not None:  # the run folder alone suffices to forecast later
-            write_text(os.path.join(run_dir, "holidays.txt"), "\n".join(
-                datasets.format_timestamps(np.array(sorted(ds.features.holidays)) * ds.T,
-                                           ds.T).astype("U8")) + "\n")
-
-    # The test error of stage 1's best weights is kept too, to show what stage 2 adds (it is not
-    # used to choose anything).
-    history, stage1_pred, train_seconds = training.train(
-        model, ds, cfg, fit_rows, val_rows, run_dir, lambda m: predict_test(m, ds),
-        data_id)
-    write_history(os.path.join(run_dir, "history.csv"), history)
+    k = cfg["ensemble"]
+    members, histories, stage1_preds, train_seconds = [], [], [], 0.0
+    for i in range(k):
+        member_cfg = dict(cfg, seed=cfg["seed"] + i)
+        keras.utils.set_random_seed(member_cfg["seed"])
+        with strategy.scope():
+            model = build_and_compile(member_cfg, ds, name=f"member{i + 1}" if k > 1 else None)
+        if i == 0:
+            print(f"ST-ResNet: {model.count_params():,} parameters" + (
+                f"; an ensemble of {k} trained in turn (seeds {cfg['seed']}..{cfg['seed'] + k - 1})"
+                f" whose outputs are averaged" if k > 1 else ""))
+            start_run_folder(run_dir, cfg, ds, scaler, model.count_params() * k)
+        member_dir = training.member_dir(run_dir, i, k)
+        if k > 1:
+            os.makedirs(member_dir, exist_ok=True)
+            print(f"ensemble member {i + 1}/{k}: seed {member_cfg['seed']}, in {member_dir}")
+        # The test error of stage 1's best weights is kept too, to show what stage 2 adds (it is
+        # not used to choose anything).
+        history, stage1_pred, seconds = training.train(
+            model, ds, member_cfg, fit_rows, val_rows, member_dir,
+            lambda m: predict_test(m, ds), data_id)
+        write_history(os.path.join(member_dir, "history.csv"), history)
+        members.append(model)
+        histories.append(history)
+        stage1_preds.append(stage1_pred)
+        train_seconds += seconds
+    if k > 1:
+        import st_resnet
+        with strategy.scope():
+            model = st_resnet.ensemble(members)
+        history = {"member": [i + 1 for i, h in enumerate(histories) for _ in h["stage"]],
+                   **{key: [v for h in histories for v in h[key]] for key in histories[0]}}
+        write_history(os.path.join(run_dir, "history.csv"), history)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
 
     y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
     y_pred = predict_test(model, ds)
-    others = dict(baselines, **({"_stage1": stage1_pred} if stage1_pred is not None else {}))
+    others = dict(baselines)
+    if all(p is not None for p in stage1_preds):  # an ensemble's: the mean of its members'
+        others["_stage1"] = np.mean(stage1_preds, axis=0)
+    if k > 1:
+        others.update({f"_member{i + 1}": predict_test(m, ds) for i, m in enumerate(members)})
     metrics = test_metrics(ds, y_true, y_pred, others)
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
-                   precision=policy)
+                   precision=policy, member_seeds=[cfg["seed"] + i for i in range(k)])
     write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
                       ds.target_slots[ds.n_train:], ds.T)
     if cfg["horizon"] > 1:

@@ -48,6 +48,9 @@ lr_schedule = "constant"   # stage 2's rate: constant (paper) | cosine: falls fr
                            # along a half cosine over the epochs_cont epochs
 average_last = 0           # >0: the final weights are the mean of stage 2's last k epoch-end
                            # weights (stochastic weight averaging); 0: the last epoch's (paper)
+ensemble = 1               # >1: train this many models in turn (seeds seed, seed+1, ...), each by
+                           # the whole two-stage protocol, and predict with the mean of their
+                           # outputs; model.keras holds them all as one model (paper: 1)
 precision = "float32"      # float32 (paper) | mixed_bfloat16: compute in bfloat16, keep weights and
                            # the output in float32 (fast on CPUs with AVX-512 BF16/AMX and on GPUs)
                            # | auto: mixed_bfloat16 where the hardware computes bfloat16 natively

@@ -17,16 +17,24 @@ def save(fig, path):
 
 def learning_curves(history, path):
     """Loss and RMSE (on the [-1, 1] scale) per epoch: stage 1 train and validation, stage 2 train.
-    history: dict of equal-length columns 'stage', 'loss', 'rmse', 'val_loss', 'val_rmse'."""
+    history: dict of equal-length columns 'stage', 'loss', 'rmse', 'val_loss', 'val_rmse', and
+    for an ensemble 'member' (its members' epochs in turn; each member is drawn from epoch 1)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     stage = np.asarray(history["stage"])
-    epoch = np.arange(1, len(stage) + 1)
+    member = np.asarray(history.get("member", np.ones(len(stage), int)))
+    n = len(np.unique(member))
+    suffix = f" (each of {n} members)" if n > 1 else ""
     for ax, key in zip(axes, ("loss", "rmse")):
-        for s, series, label in ((1, key, "stage 1 train"), (1, f"val_{key}", "stage 1 validation"),
-                                 (2, key, "stage 2 train (full training set)")):
-            m = stage == s
-            if m.any():
-                ax.plot(epoch[m], np.asarray(history[series])[m], label=label)
+        for color, (s, series, label) in enumerate((
+                (1, key, "stage 1 train"), (1, f"val_{key}", "stage 1 validation"),
+                (2, key, "stage 2 train (full training set)"))):
+            for j, number in enumerate(np.unique(member)):
+                mine = member == number
+                m = stage[mine] == s
+                if m.any():
+                    epoch = np.arange(1, mine.sum() + 1)
+                    ax.plot(epoch[m], np.asarray(history[series])[mine][m], color=f"C{color}",
+                            alpha=1.0 if j == 0 else 0.45, label=None if j else label + suffix)
         ax.set(xlabel="epoch", ylabel=f"{key} (scaled data)", yscale="log")
         ax.legend()
     save(fig, path)

@@ -16,14 +16,15 @@ BRANCHES = ("closeness", "period", "trend")
 
 
 def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, len_trend,
-                external_dim, nb_residual_unit, nb_filters=64, batch_norm=False):
-    """Return the uncompiled ST-ResNet. Inputs are named closeness, period, trend, external."""
+                external_dim, nb_residual_unit, nb_filters=64, batch_norm=False, name="st_resnet"):
+    """Return the uncompiled ST-ResNet, a Keras model called `name`. Inputs are named closeness,
+    period, trend, external."""
     lengths = dict(closeness=len_closeness, period=len_period, trend=len_trend)
-    for name, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
+    for key, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
                             external_dim=external_dim, nb_residual_unit=nb_residual_unit,
                             nb_filters=nb_filters).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"build_model: {name} must be a non-negative int, got {value!r}")
+            raise ValueError(f"build_model: {key} must be a non-negative int, got {value!r}")
     if not isinstance(batch_norm, bool):
         raise ValueError(f"build_model: batch_norm must be True or False, got {batch_norm!r}")
     if min(map_height, map_width, nb_flow, nb_filters) < 1:
@@ -33,12 +34,12 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
                          "at least one branch must be switched on")
 
     inputs, branch_outputs = [], {}
-    for name in BRANCHES:
-        if lengths[name]:
-            x = keras.Input((map_height, map_width, nb_flow * lengths[name]), name=name)
+    for branch in BRANCHES:
+        if lengths[branch]:
+            x = keras.Input((map_height, map_width, nb_flow * lengths[branch]), name=branch)
             inputs.append(x)
-            branch_outputs[name] = modules.branch(x, nb_flow, nb_residual_unit, nb_filters,
-                                                  batch_norm, name=name)
+            branch_outputs[branch] = modules.branch(x, nb_flow, nb_residual_unit, nb_filters,
+                                                    batch_norm, name=branch)
     y = modules.fuse(branch_outputs)  # (batch, H, W, nb_flow)
     if external_dim:
         e = keras.Input((external_dim,), name="external")
@@ -46,4 +47,12 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
         y = layers.Add(name="add_external")(
             [y, modules.external_component(e, map_height, map_width, nb_flow)])
     y = layers.Activation("tanh", name="output", dtype="float32")(y)  # float32 under mixed precision
-    return keras.Model(inputs, y, name="st_resnet")
+    return keras.Model(inputs, y, name=name)
+
+
+def ensemble(members):
+    """One model whose output is the mean of the members' outputs (ST-ResNets of the same inputs,
+    each with its own name)."""
+    inputs = [keras.Input(t.shape[1:], name=t.name) for t in members[0].inputs]
+    y = layers.Average(name="average", dtype="float32")([m(inputs) for m in members])
+    return keras.Model(inputs, y, name="st_resnet_ensemble")

@@ -140,8 +140,9 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
     if ckpt.exists():
         state = ckpt.load(model)
         arrays = {k: state.pop(k) for k in ("best", "average", "stage1_pred") if k in state}
-        print(f"resuming from the checkpoint: stage {state['stage']}, {state['epoch']} epoch(s) "
-              f"of it done")
+        print("resuming from the checkpoint: " + (
+            "both stages done" if state["stage"] == 3 else
+            f"stage {state['stage']}, {state['epoch']} epoch(s) of it done"))
     else:
         state = dict(fresh_state(), data=data_id)
     hist = state["history"]
@@ -212,7 +213,23 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
     return hist, (stage1[0] if stage1 else None), state["seconds"]
 
 
+def member_dir(run_dir, i, k):
+    """Where member i (from 0) of an ensemble of k keeps its checkpoint and history: the run
+    folder itself for a single model, else its subfolder member<i+1>."""
+    return run_dir if k == 1 else os.path.join(run_dir, f"member{i + 1}")
+
+
+def checkpoint_states(run_dir):
+    """The state.json files of the run's checkpoints (its own, or its ensemble members')."""
+    paths = [os.path.join(run_dir, CHECKPOINT, "state.json")]
+    if os.path.isdir(run_dir):
+        paths += [os.path.join(run_dir, name, CHECKPOINT, "state.json")
+                  for name in sorted(os.listdir(run_dir)) if name.startswith("member")]
+    return [p for p in paths if os.path.isfile(p)]
+
+
 def remove_checkpoint(run_dir):
     """Called once the run's results are written."""
     import shutil
-    shutil.rmtree(os.path.join(run_dir, CHECKPOINT), ignore_errors=True)
+    for state in checkpoint_states(run_dir):
+        shutil.rmtree(os.path.dirname(state), ignore_errors=True)
