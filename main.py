@@ -57,11 +57,6 @@ def settable_params():
             and not isinstance(v, type(params))}
 
 
-# params.py's own values, before any --key=value: what a run folder written before an option
-# existed ran with (options are added with the earlier behaviour as their default)
-PARAMS_AS_SHIPPED = settable_params()
-
-
 def expected_type(key):
     """The type a param takes: its default's, or for None the type of its per-dataset defaults."""
     default = getattr(params, key)
@@ -295,7 +290,8 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
         saved = json.load(f)
     free = {"resume", "out_dir", "data_dir", "verbose", "threads", "holiday_file",
             "meteorology_file"}
-    saved = {k: saved.get(k, PARAMS_AS_SHIPPED.get(k)) for k in cfg}
+    # a setting the folder lacks: see params.BEFORE_IT_EXISTED; any other one matches nothing
+    saved = {k: saved.get(k, params.BEFORE_IT_EXISTED.get(k)) for k in cfg}
     differ = [f"{k}={saved[k]!r} there, {cfg[k]!r} now" for k in cfg
               if k not in free and saved[k] != cfg[k]]
     if differ:
@@ -497,17 +493,17 @@ def results_table(m, dataset):
               for i, seed in enumerate(m.get("member_seeds", []))],
             ("HA (same weekday and slot)", "_ha"), ("last frame", "_last")]
     rows = [(label, s) for label, s in rows if f"rmse{s}" in m]
-    lines = [f"{'':28}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
+    lines = [f"{'':32}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
              f"{'RMSE paper conv.':>18}"]
     for label, s in rows:
-        lines.append(f"{label:28}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}"
+        lines.append(f"{label:32}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}"
                      f"{m['rmse' + s + '_flow0']:12.3f}{m['rmse' + s + '_flow1']:12.3f}"
                      f"{m['rmse_paper' + s]:18.3f}")
     for label, value in PAPER_ROWS.get(dataset, []):
         if PAPER_COLUMN[dataset] == "rmse":
-            lines.append(f"{'paper: ' + label:28}{value:8.2f}")
+            lines.append(f"{'paper: ' + label:32}{value:8.2f}")
         else:
-            lines.append(f"{'paper: ' + label:28}{'':40}{value:18.2f}")
+            lines.append(f"{'paper: ' + label:32}{'':40}{value:18.2f}")
     lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
                  f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
     return "\n".join(lines)
@@ -665,6 +661,10 @@ def main(argv):
         import st_resnet
         with strategy.scope():
             model = st_resnet.ensemble(members)
+            # never trained as a whole; compiled so that model.keras keeps the run's jit_compile
+            # (uncompiled, Keras would pick XLA on a GPU). Plain SGD has no state to save.
+            model.compile(optimizer=keras.optimizers.SGD(), loss=members[0].loss,
+                          jit_compile=cfg["jit_compile"])
         history = {"member": [i + 1 for i, h in enumerate(histories) for _ in h["stage"]],
                    **{key: [v for h in histories for v in h[key]] for key in histories[0]}}
         write_history(os.path.join(run_dir, "history.csv"), history)
@@ -682,6 +682,9 @@ def main(argv):
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
                    precision=policy, member_seeds=[cfg["seed"] + i for i in range(k)])
+    if k > 1:  # the totals above are over all members; each member's own:
+        metrics.update(epochs_stage1_members=[h["stage"].count(1) for h in histories],
+                       epochs_stage2_members=[h["stage"].count(2) for h in histories])
     write_predictions(os.path.join(run_dir, "test_predictions.h5"), y_pred, y_true,
                       ds.target_slots[ds.n_train:], ds.T)
     if cfg["horizon"] > 1:

@@ -114,3 +114,10 @@ PRESETS = {
     # - weight_decay=0.1 (AdamW): with the two above, 5.929 +- 0.086 (2 seeds).
     "improved": dict(average_last=50, precision="auto", weight_decay=0.1),
 }
+
+# What a run folder written before an option existed ran with: --resume and summarize.py compare
+# a setting that a folder lacks as this value (the paper's behaviour, which each option kept as
+# its default when it was added).
+BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
+                         lr_cont=0.0, lr_schedule="constant", average_last=0,
+                         precision="float32", jit_compile=False, distribute="none")

@@ -34,13 +34,14 @@ def load_run(folder):
 
 def differing_settings(configs):
     """Settings (other than seed, folders and verbosity) whose values differ between runs. A key
-    that a run from an older version lacks had the value that is params.py's default (options are
-    added with the paper's behaviour as default); a null value was resolved later and is skipped."""
+    that a run from an older version lacks had the value in params.BEFORE_IT_EXISTED, else
+    params.py's default; a null value was resolved later and is skipped."""
     skip = {"seed", "out_dir", "data_dir", "verbose", "threads", "resume"}
     keys = sorted(set().union(*configs) - skip)
 
     def values(k):
-        known = [c.get(k, getattr(params, k, None)) for c in configs]
+        known = [c.get(k, params.BEFORE_IT_EXISTED.get(k, getattr(params, k, None)))
+                 for c in configs]
         return {json.dumps(v) for v in known if v is not None}
     return {k: sorted(values(k)) for k in keys if len(values(k)) > 1}
 
@@ -90,7 +91,14 @@ def main(argv):
     if differ and not mixed:
         raise ValueError(f"the runs differ in more than the seed: {differ}; pass --mixed to "
                          f"summarize them anyway")
-    print(f"{configs[0]['dataset']}: seeds {sorted(c['seed'] for c in configs)}")
+    members = [m.get("member_seeds", [c["seed"]]) for m, c in zip(metrics, configs)]
+    shared = sorted({s for i, a in enumerate(members) for b in members[i + 1:] for s in a
+                     if s in b})
+    if shared:
+        raise ValueError(f"the runs share ensemble members (seeds {shared}): an ensemble of k "
+                         f"trains seeds seed .. seed+k-1, so give the runs seeds k apart")
+    print(f"{configs[0]['dataset']}: seeds {sorted(c['seed'] for c in configs)}" + (
+        f"; ensemble members' seeds {members}" if any(len(m) > 1 for m in members) else ""))
     print(summary_table(metrics))
     ensemble = ensemble_scores(folders, metrics[0].get("paper_factor", 1.0))
     if ensemble is not None:

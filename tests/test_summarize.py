@@ -79,3 +79,16 @@ def test_a_key_an_older_run_lacks_counts_as_its_default():
     assert summarize.differing_settings([new, old]) == {}
     assert summarize.differing_settings([dict(new, average_last=50), old]) == \
         {"average_last": ["0", "50"]}
+
+
+def test_ensemble_runs_sharing_members_are_refused(tmp_path, capsys):
+    def ensemble_run(name, seed, members):
+        folder = fake_run(tmp_path / name, seed, 4.0)
+        path = tmp_path / name / "metrics.json"
+        path.write_text(json.dumps(dict(json.loads(path.read_text()), member_seeds=members)))
+        return folder
+    a, b = ensemble_run("a", 1, [1, 2]), ensemble_run("b", 2, [2, 3])
+    with pytest.raises(ValueError, match=r"share ensemble members \(seeds \[2\]\)"):
+        summarize.main([a, b])
+    summarize.main([a, ensemble_run("c", 3, [3, 4])])
+    assert "ensemble members' seeds [[1, 2], [3, 4]]" in capsys.readouterr().out
