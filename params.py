@@ -84,7 +84,7 @@ resume = ""                # a run folder: continue that killed or interrupted r
 # The paper's settings per data set, used wherever a global above is None.
 # slots_per_day: T. epochs: the official scripts' 500 for the real sets. The built-in synthetic set
 # is a quick demonstration, not the paper's setting: a smaller network (2 units of 32 filters) and
-# fewer epochs, so that `python main.py` ends in about 4 minutes on 2 CPU cores.
+# fewer epochs, so that `python main.py` ends in about 3 minutes on 2 CPU cores.
 DATASET_DEFAULTS = {
     "taxibj": dict(slots_per_day=48, len_closeness=3, len_period=1, len_trend=1, days_test=28,
                    nb_residual_unit=12, nb_filters=64, epochs=500, patience=2, epochs_cont=100,
