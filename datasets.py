@@ -425,8 +425,9 @@ def load_series(name, data_dir, T=None):
 
 class ExternalFeatures:
     """The external vector of any target slot, in the official order [metadata 8, holiday 1,
-    meteorology 19], then (an option beyond the paper) the slot-of-day one-hot [T]. Wind and temperature are scaled to [0, 1] with ranges fitted on the
-    training targets (`fit`) or restored from a saved run (`scaling`)."""
+    meteorology 19], then (an option beyond the paper) the slot-of-day one-hot [T]. Wind and
+    temperature are scaled to [0, 1] with ranges fitted on the training targets (`fit`) or
+    restored from a saved run (`scaling`)."""
 
     def __init__(self, T, use_meta, holidays=None, meteorology=None, scaling=None,
                  time_of_day=False):
@@ -623,6 +624,13 @@ def make_tf_dataset(ds, rows, batch_size):
     # One thread gathers the next batches while the model computes: the gather is 50-200x faster
     # than a training step (bench.py prints both), so more parallelism would buy nothing.
     return data.batch(batch_size).map(gather).prefetch(2).with_options(pipeline_options())
+
+
+def array_batches(arrays, batch_size):
+    """tf.data pipeline over in-memory arrays ({input name: (n, ...)}), in order, for predict."""
+    import tensorflow as tf
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
+        pipeline_options())
 
 
 def pipeline_options():

@@ -59,7 +59,6 @@ def recursive_forecast(model, frames, slot_ids, T, lengths, scaler, features, st
     version's multi-step prediction). Weather stays that of the last known slot.
     -> predictions (horizon, n, H, W, F) on the original scale, valid (horizon, n): every real
     frame that step needed exists."""
-    import tensorflow as tf
     starts = np.asarray(starts)
     wants_external = "external" in [x.name for x in model.inputs]
     preds, masks, valid = [], [], np.ones(len(starts), bool)
@@ -69,9 +68,8 @@ def recursive_forecast(model, frames, slot_ids, T, lengths, scaler, features, st
         x = {k: scaler.transform(v).astype(np.float32) for k, v in x.items()}
         if wants_external:
             x["external"] = features(starts + step - 1, known_before=starts)
-        x = tf.data.Dataset.from_tensor_slices(x).batch(256).with_options(
-            datasets.pipeline_options())
-        preds.append(scaler.inverse_transform(model.predict(x, verbose=0)))
+        preds.append(scaler.inverse_transform(
+            model.predict(datasets.array_batches(x, 256), verbose=0)))
         masks.append(valid)
     return np.stack(preds), np.stack(masks)
 

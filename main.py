@@ -528,7 +528,8 @@ FORECAST_KEYS = {"forecast_from", "horizon", "dataset", "data_dir", "holiday_fil
 
 
 def load_run(run_dir):
-    """A run folder's settings and fitted scalers; older runs lack the side-file settings."""
+    """A run folder's settings and fitted scalers; settings an older run lacks get the value
+    they had before they existed."""
     for name in ("params.json", "scaler.json", "model.keras"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise ConfigError(f"{run_dir} is not a run folder of main.py: {name} is missing")
@@ -538,6 +539,8 @@ def load_run(run_dir):
         saved_scaler = json.load(f)
     run.setdefault("holiday_file", "")
     run.setdefault("meteorology_file", "")
+    for key, value in params.BEFORE_IT_EXISTED.items():  # options newer than the folder
+        run.setdefault(key, value)
     return run, saved_scaler
 
 
@@ -557,7 +560,7 @@ def forecast(run_dir, given, cfg):
     frames, slot_ids, features = datasets.load_for_forecast(
         run["dataset"], run["data_dir"], run["T"], run["use_meta"], run["use_holiday"],
         run["use_meteorology"], run["holiday_file"], run["meteorology_file"],
-        saved_scaler["external"], run.get("use_time_of_day", False))
+        saved_scaler["external"], run["use_time_of_day"])
     start, T = slot_ids[-1] + 1, run["T"]
     lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
     missing = datasets.missing_history(slot_ids, T, lengths, start, cfg["horizon"])

@@ -632,7 +632,8 @@ def test_make_tf_dataset_keeps_the_order_of_the_rows_given():
 
 def test_pipelines_run_without_tf_data_autotuning():
     # With autotuning on, the end of each iterator waited for the tuner's thread to wake (periods
-    # doubling up to 10 s), which stretched every fit/evaluate/predict call (datasets.pipeline_options).
+    # doubling up to 10 s), which stretched every fit/evaluate/predict call
+    # (datasets.pipeline_options).
     ds, _ = small_flow_dataset()
     data = datasets.make_tf_dataset(ds, np.arange(ds.n_samples), batch_size=4)
     assert data.options().autotune.enabled is False
