@@ -91,10 +91,12 @@ def main(argv):
     if differ and not mixed:
         raise ValueError(f"the runs differ in more than the seed: {differ}; pass --mixed to "
                          f"summarize them anyway")
+    # The same seed with the same settings is the same model; with other settings (--mixed) it
+    # is another model, which an ensemble may average.
     members = [m.get("member_seeds", [c["seed"]]) for m, c in zip(metrics, configs)]
     shared = sorted({s for i, a in enumerate(members) for b in members[i + 1:] for s in a
                      if s in b})
-    if shared:
+    if shared and not differ:
         raise ValueError(f"the runs share ensemble members (seeds {shared}): an ensemble of k "
                          f"trains seeds seed .. seed+k-1, so give the runs seeds k apart")
     print(f"{configs[0]['dataset']}: seeds {sorted(c['seed'] for c in configs)}" + (

@@ -92,3 +92,12 @@ def test_ensemble_runs_sharing_members_are_refused(tmp_path, capsys):
         summarize.main([a, b])
     summarize.main([a, ensemble_run("c", 3, [3, 4])])
     assert "ensemble members' seeds [[1, 2], [3, 4]]" in capsys.readouterr().out
+
+
+def test_runs_of_one_seed_with_other_settings_are_not_shared_members(tmp_path, capsys):
+    a, b = fake_run(tmp_path / "a", 1, 4.0), fake_run(tmp_path / "b", 1, 5.0, lr=0.001)
+    with pytest.raises(ValueError, match="differ in more than the seed"):
+        summarize.main([a, b])
+    summarize.main(["--mixed", a, b])
+    out = capsys.readouterr().out
+    assert "seeds [1, 1]" in out and 'settings that differ: {\'lr\': [\'0.0002\', \'0.001\']}' in out
