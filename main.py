@@ -537,8 +537,6 @@ def load_run(run_dir):
         run = json.load(f)
     with open(os.path.join(run_dir, "scaler.json")) as f:
         saved_scaler = json.load(f)
-    run.setdefault("holiday_file", "")
-    run.setdefault("meteorology_file", "")
     for key, value in params.BEFORE_IT_EXISTED.items():  # options newer than the folder
         run.setdefault(key, value)
     return run, saved_scaler

@@ -127,4 +127,5 @@ PRESETS = {
 # its default when it was added).
 BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
-                         precision="float32", jit_compile=False, distribute="none")
+                         precision="float32", jit_compile=False, distribute="none",
+                         holiday_file="", meteorology_file="")

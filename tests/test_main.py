@@ -360,3 +360,15 @@ def test_precision_auto_picks_bfloat16_only_on_native_hardware(monkeypatch, flag
     main.apply_overrides(["--precision=bf16"])
     with pytest.raises(main.ConfigError, match="precision must be one of"):
         main.resolve_config()
+
+
+def test_load_run_fills_the_settings_an_older_folder_lacks(tmp_path):
+    # written before the side-file, slot-of-day and loss options existed, except for weight_decay
+    (tmp_path / "params.json").write_text(json.dumps({"dataset": "bikenyc", "weight_decay": 0.3}))
+    (tmp_path / "scaler.json").write_text(json.dumps({"min": 0.0, "max": 1.0}))
+    (tmp_path / "model.keras").write_bytes(b"")
+    run, scaler = main.load_run(str(tmp_path))
+    assert scaler == {"min": 0.0, "max": 1.0}
+    assert run["holiday_file"] == "" and run["meteorology_file"] == ""
+    assert run["use_time_of_day"] is False and run["loss"] == "mse"
+    assert run["weight_decay"] == 0.3  # a setting the folder has is kept

@@ -100,4 +100,4 @@ def test_runs_of_one_seed_with_other_settings_are_not_shared_members(tmp_path, c
         summarize.main([a, b])
     summarize.main(["--mixed", a, b])
     out = capsys.readouterr().out
-    assert "seeds [1, 1]" in out and 'settings that differ: {\'lr\': [\'0.0002\', \'0.001\']}' in out
+    assert "seeds [1, 1]" in out and "settings that differ: {'lr': ['0.0002', '0.001']}" in out
