@@ -141,8 +141,10 @@ def resolve_config():
         if cfg["resume"]:
             raise ConfigError("--resume is not available with distribute=multiworker: only the "
                               "chief keeps a checkpoint")
-    if cfg["lr_cont"] < 0 or cfg["weight_decay"] < 0 or cfg["average_last"] < 0:
-        raise ConfigError("lr_cont, weight_decay and average_last must be >= 0")
+    if min(cfg["lr_cont"], cfg["weight_decay"], cfg["average_last"], cfg["warmup_epochs"]) < 0:
+        raise ConfigError("lr_cont, weight_decay, average_last and warmup_epochs must be >= 0")
+    if not cfg["huber_delta"] > 0:
+        raise ConfigError(f"huber_delta must be > 0, got {cfg['huber_delta']}")
     if cfg["seed"] < 0 or cfg["threads"] < 0:
         raise ConfigError(f"seed and threads must be >= 0, got {cfg['seed']} and "
                           f"{cfg['threads']}")
@@ -440,7 +442,7 @@ def build_and_compile(cfg, ds, name=None):
                                            weight_decay=cfg["weight_decay"])
     else:
         optimizer = keras.optimizers.Adam(learning_rate=cfg["lr"])
-    loss = keras.losses.Huber(delta=0.1) if cfg["loss"] == "huber" else cfg["loss"]
+    loss = keras.losses.Huber(delta=cfg["huber_delta"]) if cfg["loss"] == "huber" else cfg["loss"]
     model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
                   jit_compile=cfg["jit_compile"])

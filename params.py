@@ -40,9 +40,15 @@ epochs = None              # stage 1: maximum epochs on 90% of the training samp
 patience = None            # stage 1: early stopping patience on the validation RMSE
 validation_fraction = 0.1  # stage 1: the last 10% of the training samples validate
 epochs_cont = None         # stage 2: epochs on the full training set after stage 1 (0 skips it)
-loss = "mse"               # mse (paper) | mae | huber (Huber with delta 0.1 on the [-1, 1] scale)
+loss = "mse"               # mse (paper) | mae | huber: quadratic up to huber_delta, linear beyond
+huber_delta = 0.1          # the Huber loss's threshold on the [-1, 1] scale (0.1: about 13 BikeNYC
+                           # flows); only with loss=huber
 weight_decay = 0.0         # >0: AdamW's decoupled weight decay at this rate: each step shrinks
                            # every weight by lr x weight_decay (paper: 0, plain Adam)
+warmup_epochs = 0.0        # >0: stage 1's rate rises linearly, step by step, from lr/n to lr over
+                           # its first n = warmup_epochs x (steps per epoch) steps (paper: 0). Early
+                           # Adam steps can push the output's tanh into saturation, where every
+                           # gradient is 0 and training stays at a constant prediction for good
 lr_cont = 0.0              # stage 2's starting learning rate; 0: the same as lr (paper)
 lr_schedule = "constant"   # stage 2's rate: constant (paper) | cosine: falls from lr_cont to 0
                            # along a half cosine over the epochs_cont epochs
@@ -126,6 +132,7 @@ PRESETS = {
 # a setting that a folder lacks as this value (the paper's behaviour, which each option kept as
 # its default when it was added).
 BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
+                         huber_delta=0.1, warmup_epochs=0.0,
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",
                          holiday_file="", meteorology_file="")

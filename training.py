@@ -125,10 +125,34 @@ def data_fingerprint(ds):
                           *(ds.index[k] for k in sorted(ds.index))])
 
 
+def warmup_steps(cfg, steps_per_epoch):
+    """n, the number of stage-1 optimizer steps over which warmup_epochs ramps the rate (0: off)."""
+    return max(1, round(cfg["warmup_epochs"] * steps_per_epoch)) if cfg["warmup_epochs"] else 0
+
+
+def warmup_callback(cfg, epoch, steps_per_epoch):
+    """A callback setting stage 1's rate before each optimizer step s (0-based, counted over the
+    stage) of its epoch `epoch` to lr x (s + 1) / n, the last one to lr; None when the warm-up is
+    off or over. A function of the epoch alone, so a resumed run matches an uninterrupted one."""
+    n = warmup_steps(cfg, steps_per_epoch)
+    if epoch * steps_per_epoch >= n:
+        return None
+    import keras
+
+    class Warmup(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            step = epoch * steps_per_epoch + batch
+            self.model.optimizer.learning_rate = cfg["lr"] * min(1.0, (step + 1) / n)
+    return Warmup()
+
+
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
     data = datasets.make_tf_dataset(ds, epoch_order(rows, cfg["seed"], stage, epoch),
                                     cfg["batch_size"])
-    h = model.fit(data, epochs=1, shuffle=False, verbose=1 if cfg["verbose"] == 1 else 0).history
+    steps = -(-len(rows) // cfg["batch_size"])
+    warmup = warmup_callback(cfg, epoch, steps) if stage == 1 else None
+    h = model.fit(data, epochs=1, shuffle=False, verbose=1 if cfg["verbose"] == 1 else 0,
+                  callbacks=[warmup] if warmup else None).history
     return h["loss"][0], h["rmse"][0]
 
 
