@@ -141,8 +141,9 @@ def resolve_config():
         if cfg["resume"]:
             raise ConfigError("--resume is not available with distribute=multiworker: only the "
                               "chief keeps a checkpoint")
-    if min(cfg["lr_cont"], cfg["weight_decay"], cfg["average_last"], cfg["warmup_epochs"]) < 0:
-        raise ConfigError("lr_cont, weight_decay, average_last and warmup_epochs must be >= 0")
+    for key in ("lr_cont", "weight_decay", "average_last", "warmup_epochs"):
+        if cfg[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
     if not cfg["huber_delta"] > 0:
         raise ConfigError(f"huber_delta must be > 0, got {cfg['huber_delta']}")
     if cfg["seed"] < 0 or cfg["threads"] < 0:

@@ -78,6 +78,8 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--preset=best"], "preset must be one of paper, improved"),
     (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
     (["--average_last=-2"], "average_last must be >= 0"),
+    (["--warmup_epochs=-1"], "warmup_epochs must be >= 0"),
+    (["--huber_delta=0"], "huber_delta must be > 0"),
 ])
 def test_impossible_settings_are_rejected(args, message):
     main.apply_overrides(args)
@@ -288,7 +290,7 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
 
 
 def test_training_options_reach_the_compiled_model():
-    main.apply_overrides(["--weight_decay=0.001", "--loss=huber"])
+    main.apply_overrides(["--weight_decay=0.001", "--loss=huber", "--huber_delta=0.25"])
     cfg = main.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 1, 0, 0, 1, True, False, False,
                                None, "", "")
@@ -296,6 +298,44 @@ def test_training_options_reach_the_compiled_model():
     assert type(model.optimizer).__name__ == "AdamW"
     assert model.optimizer.weight_decay == pytest.approx(0.001)
     assert type(model.loss).__name__ == "Huber"
+    # quadratic up to the threshold, linear beyond: 0.5 e^2 at e = 0.2, 0.25 (e - 0.125) at 1
+    y = np.zeros((1, 2), np.float32)
+    np.testing.assert_allclose(float(model.loss(y, y + [[0.2, 1.0]])),
+                               (0.5 * 0.2 ** 2 + 0.25 * (1.0 - 0.125)) / 2, rtol=1e-5)
+
+
+def test_warmup_ramps_stage1s_rate_step_by_step_and_is_off_by_default():
+    """Over n = 1.5 epochs of 4 steps the rate of stage-1 step s is lr (s + 1) / 6, then lr;
+    later epochs and stage 2 get no callback, and a real fit applies it."""
+    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--verbose=0",
+                          "--len_period=0", "--len_trend=0", "--batch_size=8",
+                          "--warmup_epochs=1.5"])
+    cfg = main.resolve_config()
+
+    class Fake:  # what the callback touches: model.optimizer.learning_rate
+        optimizer = type("Opt", (), {"learning_rate": None})()
+    rates = []
+    for epoch in range(2):
+        callback = training.warmup_callback(cfg, epoch, 4)
+        callback.set_model(Fake())
+        for batch in range(4):
+            callback.on_train_batch_begin(batch)
+            rates.append(Fake.optimizer.learning_rate)
+    np.testing.assert_allclose(rates, [cfg["lr"] * min(1, (s + 1) / 6) for s in range(8)])
+    assert training.warmup_callback(cfg, 2, 4) is None
+
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
+                               None, "", "")
+    model = main.build_and_compile(cfg, ds)
+    rate = lambda: float(np.asarray(model.optimizer.learning_rate))  # noqa: E731
+    training.fit_one_epoch(model, ds, np.arange(32), cfg, 1, 0)  # steps 0-3: the last at 4/6
+    assert rate() == pytest.approx(cfg["lr"] * 4 / 6)
+    training.fit_one_epoch(model, ds, np.arange(32), cfg, 2, 0)  # stage 2 leaves it alone
+    assert rate() == pytest.approx(cfg["lr"] * 4 / 6)
+    training.fit_one_epoch(model, ds, np.arange(32), cfg, 1, 1)
+    assert rate() == pytest.approx(cfg["lr"])
+    importlib.reload(params)
+    assert params.warmup_epochs == 0 and "warmup_epochs" not in params.PRESETS["paper"]
 
 
 def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_output():
