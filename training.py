@@ -27,6 +27,10 @@ class Diverged(RuntimeError):
     """The loss or the validation RMSE stopped being a finite number."""
 
 
+class Collapsed(Diverged):
+    """Training stopped learning: the validation RMSE no longer moves (a constant prediction)."""
+
+
 def epoch_order(rows, seed, stage, epoch):
     """The training rows of one epoch in their shuffled order: a function of its arguments only."""
     return np.random.default_rng([seed, stage, epoch]).permutation(np.asarray(rows))
@@ -108,6 +112,19 @@ def check_finite(loss, val_rmse, stage, epoch, cfg):
         raise Diverged(f"training diverged in stage {stage}, epoch {epoch}: loss {loss}, "
                        f"validation RMSE {val_rmse}. Lower the learning rate (lr={cfg['lr']}, "
                        f"lr_cont={cfg['lr_cont']}) and start a new run")
+
+
+def check_collapse(val_rmses, cfg, epochs=3):
+    """Stops a stage 1 whose last `epochs` validation RMSEs agree to 1e-6: its output's tanh has
+    saturated (early Adam steps can push it there), every gradient is 0, and it would stay at
+    that constant prediction for good. Learning moves the validation RMSE far more than that."""
+    last = val_rmses[-epochs:]
+    if len(last) == epochs and max(last) - min(last) <= 1e-6 * max(last):
+        raise Collapsed(
+            f"training collapsed in stage 1: the validation RMSE stayed at {last[-1]:.4f} for "
+            f"{epochs} epochs (epochs {len(val_rmses) - epochs + 1}-{len(val_rmses)}), a constant "
+            f"prediction whose gradients are all 0. Start a new run with the rate warmed up "
+            f"(--warmup_epochs=1) or lower (lr={cfg['lr']})")
 
 
 def arrays_sha256(arrays):
@@ -194,6 +211,8 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             val = model.evaluate(datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
+            check_collapse([v for s, v in zip(hist["stage"], hist["val_rmse"]) if s == 1]
+                           + [val["rmse"]], cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
                 arrays["best"] = model.get_weights()

@@ -383,6 +383,28 @@ def test_a_diverged_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
         training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path), lambda m: None)
 
 
+def test_a_collapse_to_a_constant_prediction_stops_stage1_with_the_fix(tmp_path, monkeypatch):
+    """Three epochs with the same validation RMSE (to 1e-6) stop the run naming the warm-up;
+    ones that still move by 1e-5 do not."""
+    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--verbose=0",
+                          "--len_period=0", "--len_trend=0", "--patience=10", "--epochs_cont=0"])
+    cfg = main.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
+                               None, "", "")
+    model = main.build_and_compile(cfg, ds)
+    monkeypatch.setattr(training, "fit_one_epoch", lambda *a: (0.00544, 0.1592))
+    vals = iter([0.2, 0.1738, 0.1738, 0.1738])
+    model.evaluate = lambda *a, **k: {"loss": 0.0, "rmse": next(vals)}
+    with pytest.raises(training.Collapsed, match=r"stayed at 0.1738 for 3 epochs \(epochs 2-4\)"
+                                                 r".*--warmup_epochs=1"):
+        training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path / "a"),
+                       lambda m: None)
+    vals = iter([0.2, 0.1738, 0.17381, 0.1738])
+    history, _, _ = training.train(model, ds, cfg, *main.split_rows(ds, 0.1),
+                                   str(tmp_path / "b"), lambda m: None)
+    assert history["stage"] == [1, 1, 1, 1]
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["fpu", "avx512f", "avx512_bf16"], "mixed_bfloat16"),
     (["fpu", "amx_tile", "amx_bf16"], "mixed_bfloat16"),
