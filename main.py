@@ -130,6 +130,7 @@ def resolve_config():
     if not (cfg["lr"] > 0 and 0 < cfg["validation_fraction"] < 1):
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
     for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine")),
+                         ("output_activation", ("tanh", "linear")),
                          ("precision", ("float32", "mixed_bfloat16", "auto"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
@@ -437,7 +438,7 @@ def build_and_compile(cfg, ds, name=None):
         len_closeness=cfg["len_closeness"], len_period=cfg["len_period"],
         len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
         nb_residual_unit=cfg["nb_residual_unit"], nb_filters=cfg["nb_filters"],
-        batch_norm=cfg["batch_norm"])
+        batch_norm=cfg["batch_norm"], output_activation=cfg["output_activation"])
     if cfg["weight_decay"]:
         optimizer = keras.optimizers.AdamW(learning_rate=cfg["lr"],
                                            weight_decay=cfg["weight_decay"])

@@ -32,6 +32,9 @@ use_meteorology = None     # weather of slot t-1, wind speed, temperature (needs
 nb_residual_unit = None    # L, residual units per branch (paper: 12 TaxiBJ, 4 BikeNYC)
 nb_filters = None          # filters of every 3x3 convolution inside a branch (paper: 64)
 batch_norm = False         # BatchNormalization before each ReLU of a residual unit (paper's "-BN")
+output_activation = "tanh" # tanh (paper): the output squashed into the flows' [-1, 1] range, which
+                           # a never-used region (flow 0 = -1) reaches only as its input goes to
+                           # -infinity | linear: no squashing (a prediction can leave the range)
 
 # ---- training (paper: Adam 2e-4, batch 32, MSE; stage 1 early stopping, stage 2 fixed epochs) ---
 batch_size = 32
@@ -132,7 +135,7 @@ PRESETS = {
 # a setting that a folder lacks as this value (the paper's behaviour, which each option kept as
 # its default when it was added).
 BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
-                         huber_delta=0.1, warmup_epochs=0.0,
+                         huber_delta=0.1, warmup_epochs=0.0, output_activation="tanh",
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",
                          holiday_file="", meteorology_file="")

@@ -16,9 +16,10 @@ BRANCHES = ("closeness", "period", "trend")
 
 
 def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, len_trend,
-                external_dim, nb_residual_unit, nb_filters=64, batch_norm=False, name="st_resnet"):
+                external_dim, nb_residual_unit, nb_filters=64, batch_norm=False,
+                output_activation="tanh", name="st_resnet"):
     """Return the uncompiled ST-ResNet, a Keras model called `name`. Inputs are named closeness,
-    period, trend, external."""
+    period, trend, external. output_activation: tanh (paper) or linear (no squashing)."""
     lengths = dict(closeness=len_closeness, period=len_period, trend=len_trend)
     for key, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
                             external_dim=external_dim, nb_residual_unit=nb_residual_unit,
@@ -27,6 +28,9 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
             raise ValueError(f"build_model: {key} must be a non-negative int, got {value!r}")
     if not isinstance(batch_norm, bool):
         raise ValueError(f"build_model: batch_norm must be True or False, got {batch_norm!r}")
+    if output_activation not in ("tanh", "linear"):
+        raise ValueError(f"build_model: output_activation must be tanh or linear, got "
+                         f"{output_activation!r}")
     if min(map_height, map_width, nb_flow, nb_filters) < 1:
         raise ValueError("build_model: map_height, map_width, nb_flow and nb_filters must be >= 1")
     if not any(lengths.values()):
@@ -46,7 +50,8 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
         inputs.append(e)
         y = layers.Add(name="add_external")(
             [y, modules.external_component(e, map_height, map_width, nb_flow)])
-    y = layers.Activation("tanh", name="output", dtype="float32")(y)  # float32 under mixed precision
+    # float32 under mixed precision
+    y = layers.Activation(output_activation, name="output", dtype="float32")(y)
     return keras.Model(inputs, y, name=name)
 
 

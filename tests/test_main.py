@@ -80,6 +80,7 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--average_last=-2"], "average_last must be >= 0"),
     (["--warmup_epochs=-1"], "warmup_epochs must be >= 0"),
     (["--huber_delta=0"], "huber_delta must be > 0"),
+    (["--output_activation=relu"], "output_activation must be one of tanh, linear"),
 ])
 def test_impossible_settings_are_rejected(args, message):
     main.apply_overrides(args)

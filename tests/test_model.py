@@ -44,6 +44,24 @@ def test_inputs_outputs_and_switched_off_parts():
     assert not any("fusion" in n or "external" in n for n in names)
 
 
+def test_a_linear_output_is_the_tanh_outputs_input():
+    """output_activation=linear drops only the final tanh: same weights, and tanh of the linear
+    model's output is the paper model's output; its values can leave [-1, 1]."""
+    small = dict(BIKENYC, nb_residual_unit=1, nb_filters=4)
+    paper = st_resnet.build_model(**small)
+    linear = st_resnet.build_model(**small, output_activation="linear")
+    assert linear.count_params() == paper.count_params()
+    rng = np.random.default_rng(0)
+    linear.set_weights([rng.normal(0, 1, w.shape).astype(np.float32) for w in paper.get_weights()])
+    paper.set_weights(linear.get_weights())
+    x = [rng.normal(0, 1, (5,) + tuple(t.shape[1:])).astype(np.float32) for t in paper.inputs]
+    z = np.asarray(linear(x))
+    np.testing.assert_allclose(np.asarray(paper(x)), np.tanh(z), rtol=1e-5, atol=1e-6)
+    assert np.abs(z).max() > 1
+    with pytest.raises(ValueError, match="output_activation must be tanh or linear"):
+        st_resnet.build_model(**small, output_activation="relu")
+
+
 @pytest.mark.parametrize("bad", [dict(len_closeness=0, len_period=0, len_trend=0),
                                  dict(len_closeness=-1), dict(nb_filters=0),
                                  dict(nb_residual_unit=1.5)])
