@@ -51,7 +51,8 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("sig, after_line", [
     (signal.SIGKILL, "stage 1 epoch 2/4"),
     (signal.SIGTERM, "stage 2 epoch 1/3"),
-    (signal.SIGINT, "stage 2 epoch 2/3"),
+    # not at stage 2's last epochs: on a loaded machine the run could finish before the signal
+    (signal.SIGINT, "stage 1 epoch 3/4"),
 ])
 def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, sig, after_line):
     proc = subprocess.Popen([sys.executable, "main.py", *ARGS, f"--out_dir={tmp_path}"],
