@@ -119,7 +119,7 @@ def check_collapse(val_rmses, cfg, epochs=3):
     saturated (early Adam steps can push it there), every gradient is 0, and it would stay at
     that constant prediction for good. Learning moves the validation RMSE far more than that."""
     last = val_rmses[-epochs:]
-    if len(last) == epochs and max(last) - min(last) <= 1e-6 * max(last):
+    if len(last) == epochs and 0 < max(last) and max(last) - min(last) <= 1e-6 * max(last):
         raise Collapsed(
             f"training collapsed in stage 1: the validation RMSE stayed at {last[-1]:.4f} for "
             f"{epochs} epochs (epochs {len(val_rmses) - epochs + 1}-{len(val_rmses)}), a constant "
