@@ -117,7 +117,8 @@ def resolve_config():
             cfg[use] = bool(cfg[path])
     cfg["T"] = cfg["slots_per_day"]  # None for a file until it is read
     lengths = [cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]]
-    for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont"):
+    for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont",
+                "lr_cont", "weight_decay", "average_last", "warmup_epochs"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
     for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience", "horizon",
@@ -142,9 +143,6 @@ def resolve_config():
         if cfg["resume"]:
             raise ConfigError("--resume is not available with distribute=multiworker: only the "
                               "chief keeps a checkpoint")
-    for key in ("lr_cont", "weight_decay", "average_last", "warmup_epochs"):
-        if cfg[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
     if not cfg["huber_delta"] > 0:
         raise ConfigError(f"huber_delta must be > 0, got {cfg['huber_delta']}")
     if cfg["seed"] < 0 or cfg["threads"] < 0:

@@ -211,8 +211,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             val = model.evaluate(datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
-            check_collapse([v for s, v in zip(hist["stage"], hist["val_rmse"]) if s == 1]
-                           + [val["rmse"]], cfg)
+            check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
                 arrays["best"] = model.get_weights()
