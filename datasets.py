@@ -71,22 +71,25 @@ def slot_numbers(text, source, expected):
     return np.array([int(d[8:]) for d in text], dtype=np.int64)
 
 
-def parse_timestamps(dates, T, source="data"):
-    """'YYYYMMDDSS' (slot SS in 1..T) -> slot numbers day * T + SS - 1 (int64)."""
+def parse_timestamps(dates, T, source="data", first_slot=1):
+    """'YYYYMMDDSS' (slot SS in 01..T, or 00..T-1 with first_slot=0) -> slot numbers
+    day * T + SS - first_slot (int64)."""
     text = as_text(dates, source)
-    slot = slot_numbers(text, source, f"01..{T}")
-    if len(slot) and (slot.min() < 1 or slot.max() > T):
-        wrong = text[(slot < 1) | (slot > T)][0]
-        raise DataError(f"{source}: slot numbers must lie in 01..{T} (T = {T} slots a day), "
-                        f"found {wrong!r}; is T right for this data set?")
-    return parse_days(text, source) * T + slot - 1
+    slot = slot_numbers(text, source, f"{first_slot:02d}..{T - 1 + first_slot}")
+    if len(slot) and (slot.min() < first_slot or slot.max() > T - 1 + first_slot):
+        wrong = text[(slot < first_slot) | (slot > T - 1 + first_slot)][0]
+        raise DataError(f"{source}: slot numbers must lie in {first_slot:02d}.."
+                        f"{T - 1 + first_slot} (T = {T} slots a day), found {wrong!r}; is T right "
+                        f"for this data set?")
+    return parse_days(text, source) * T + slot - first_slot
 
 
-def format_timestamps(slot_ids, T):
-    """Slot numbers -> 'YYYYMMDDSS' strings (the files' format)."""
+def format_timestamps(slot_ids, T, first_slot=1):
+    """Slot numbers -> 'YYYYMMDDSS' strings (the files' format; SS from 01, or 00 with
+    first_slot=0)."""
     days = (np.asarray(slot_ids) // T).astype("datetime64[D]")
     ymd = np.char.replace(days.astype("U10"), "-", "")
-    slots = np.char.zfill((np.asarray(slot_ids) % T + 1).astype("U2"), 2)
+    slots = np.char.zfill((np.asarray(slot_ids) % T + first_slot).astype("U2"), 2)
     return np.char.add(ymd, slots)
 
 
@@ -319,8 +322,11 @@ class MinMaxScaler:
 FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow", "outflow"),
               "synthetic": ("outflow", "inflow")}
 
-Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteorology_path")
-
+# frames and slot_ids hold the files' rows in the order given (repeats and empty slots included,
+# see clean_series); sources: (path, rows) of each file in that order; notes: lines to print.
+# first_slot: 1 for slots numbered 01..T, 0 for 00..T-1 (messages quote the files' numbering).
+Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteorology_path "
+                                          "sources notes first_slot", defaults=((), (), 1))
 
 def flow_names(name):
     return FLOW_NAMES.get(name, ("flow0", "flow1"))
@@ -336,11 +342,12 @@ class FlowDataset:
     """
 
     def __init__(self, frames, slot_ids, T, index, external, n_test, name, features=None,
-                 dropped_days=()):
+                 dropped_days=(), notes=()):
         self.frames, self.slot_ids, self.T, self.index = frames, slot_ids, T, index
         self.external, self.n_test, self.name = external, n_test, name
         self.features = features  # the ExternalFeatures that made `external`
         self.dropped_days = list(dropped_days)  # 'YYYYMMDD' of incomplete days removed on load
+        self.notes = list(notes)  # what loading did, a line each (clean_series)
         self.n_samples = len(index["target"])
         self.n_train = self.n_samples - n_test
         # Frames the model may learn from: everything before the first test target.
@@ -361,17 +368,43 @@ class FlowDataset:
         return self.frames[self.index["target"][rows]]
 
 
-def infer_slots_per_day(dates, source):
-    """T of a flow file: its largest slot number, which must divide a day into whole minutes."""
-    T = int(slot_numbers(as_text(dates), source, "01..T").max())
+def infer_slots_per_day(T, source, why):
+    """T of flow files, read from their slot numbers (`why`); it must divide a day into whole
+    minutes."""
     if T < 1 or 1440 % T:
-        raise DataError(f"{source}: the largest slot number is {T}, which does not divide a day "
-                        f"into equal slots; give the number of slots a day with --slots_per_day=")
+        raise DataError(f"{source}: {why}, which does not divide a day into equal slots; give "
+                        f"the number of slots a day with --slots_per_day=")
     return T
 
 
+def slot_numbering(texts, T=None):
+    """(T, first slot number) of flow files ({path: 'YYYYMMDDSS' strings}): files whose slots
+    include 00 number them 00..T-1 (T = their largest slot + 1 unless given), the others 01..T.
+    Files mixing both numberings are refused, naming the file."""
+    slots = {path: slot_numbers(text, path, "01..T or 00..T-1") for path, text in texts.items()}
+    zero = [path for path, s in slots.items() if s.min() == 0]
+    if not zero:  # the release layout; over all files: a short file alone may lack the last slots
+        largest = max(int(s.max()) for s in slots.values())
+        return T or infer_slots_per_day(largest, ", ".join(slots),
+                                        f"the largest slot number is {largest}"), 1
+    largest = max(int(slots[p].max()) for p in zero)
+    if not T and 1440 % (largest + 1) and not 1440 % largest:  # e.g. 00 and 24 side by side
+        T = largest
+    T = T or infer_slots_per_day(largest + 1, ", ".join(zero),
+                                 f"slots 00..{largest:02d} make {largest + 1} a day")
+    for path, s in slots.items():
+        if s.max() >= T:
+            why = (f"holds both slot 00 and slot {int(s.max()):02d}" if path in zero else
+                   f"numbers its slots up to {int(s.max()):02d} while {zero[0]} starts at 00")
+            raise DataError(f"{path} {why}: a day's slots are numbered either 01..T (release "
+                            f"layout) or 00..T-1, not both. Renumber the file(s) one way, or give "
+                            f"--slots_per_day= if T is larger than {T}")
+    return T, 0
+
+
 def load_files(paths, T=None):
-    """Your own flow files in the release layout, concatenated; T inferred unless given."""
+    """Flow files in the release layout (slots 01..T or 00..T-1), their rows concatenated in the
+    order given; T inferred unless given."""
     loaded = []
     for path in paths:
         require_file(path, "A flow file is HDF5 with 'data' (n, 2, H, W) and 'date' YYYYMMDD + "
@@ -381,11 +414,12 @@ def load_files(paths, T=None):
         if frames.shape[1:] != loaded[0][1].shape[1:]:
             raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
                             f"{loaded[0][1].shape[1:3]}; the files must share one grid")
-    if T is None:  # over all files together: a short file alone may lack the last slots
-        T = infer_slots_per_day(np.concatenate([as_text(d, p) for p, _, d in loaded]),
-                                ", ".join(paths))
-    slots = [parse_timestamps(dates, T, source=path) for path, _, dates in loaded]
-    return Series(np.concatenate([f for _, f, _ in loaded]), np.concatenate(slots), T, None, None)
+    texts = {path: as_text(dates, path) for path, _, dates in loaded}
+    T, first = slot_numbering(texts, T)
+    notes = [] if first else [f"slots numbered 00..{T - 1}: read as zero-based, {T} slots a day"]
+    slots = [parse_timestamps(texts[path], T, path, first) for path, _, _ in loaded]
+    return Series(np.concatenate([f for _, f, _ in loaded]), np.concatenate(slots), T, None, None,
+                  [(path, len(frames)) for path, frames, _ in loaded], notes, first)
 
 
 def load_series(name, data_dir, T=None):
@@ -395,8 +429,7 @@ def load_series(name, data_dir, T=None):
         path = os.path.join(data_dir, BIKENYC_FILE)
         require_file(path, "Get NYC14_M16x8_T60_NewEnd.h5 as data/README.md describes and put it "
                            "there, or point --data_dir at the folder that holds BikeNYC/.")
-        frames, dates = load_flow_file(path)
-        return Series(frames, parse_timestamps(dates, 24, source=path), 24, None, None)
+        return load_files([path], 24)
     if name == "synthetic":
         path = os.path.join(data_dir, SYNTHETIC_FILE)
         holiday_path = os.path.join(data_dir, SYNTHETIC_HOLIDAY)
@@ -406,8 +439,7 @@ def load_series(name, data_dir, T=None):
             except OSError as err:
                 raise DataError(f"cannot write the synthetic data set to {path} ({err}); choose "
                                 f"a writable --data_dir") from None
-        frames, dates = load_flow_file(path)
-        return Series(frames, parse_timestamps(dates, 24, source=path), 24, holiday_path, None)
+        return load_files([path], 24)._replace(holiday_path=holiday_path)
     if name == "taxibj":
         paths = [os.path.join(data_dir, p) for p in TAXIBJ_FILES]
         for path in paths:
@@ -502,30 +534,101 @@ def with_side_files(series, holiday_file, meteorology_file):
     return series
 
 
-def in_time_order(series, name):
-    """The series' frames and slot numbers sorted by time; duplicate time stamps are an error."""
-    order = np.argsort(series.slot_ids, kind="stable")
-    slot_ids = series.slot_ids[order]
-    if len(np.unique(slot_ids)) != len(slot_ids):
-        dup = format_timestamps(slot_ids[:-1][np.diff(slot_ids) == 0][:3], series.T)
-        raise DataError(f"{name}: duplicate time stamps, e.g. {', '.join(dup)}; each slot may "
-                        f"appear once")
-    return series.frames[order], slot_ids
+# An all-zero frame between two slots with at least this many flows city-wide is an outage,
+# not a quiet hour: for counts, zero after a mean of 20 has odds e^-20. A small city's night
+# hours (a few trips) stay below it.
+BUSY_SLOT_TOTAL = 20
+
+
+def outage_like(slot_ids, totals):
+    """Mask of the all-zero rows whose nearest non-empty slots before and after (those that
+    exist) each hold at least BUSY_SLOT_TOTAL flows."""
+    busy = {}
+    for slot, total in zip(slot_ids.tolist(), totals.tolist()):
+        busy[slot] = max(busy.get(slot, 0.0), total)
+    filled = np.array(sorted(s for s, t in busy.items() if t > 0), dtype=np.int64)
+    if not len(filled):
+        return np.zeros(len(slot_ids), bool)
+    level = np.array([busy[s] for s in filled.tolist()])
+    after = np.searchsorted(filled, slot_ids, side="right")
+    before = np.searchsorted(filled, slot_ids, side="left") - 1
+    ok_after = (after >= len(filled)) | (level[np.minimum(after, len(filled) - 1)] >= BUSY_SLOT_TOTAL)
+    ok_before = (before < 0) | (level[np.maximum(before, 0)] >= BUSY_SLOT_TOTAL)
+    has_side = (after < len(filled)) | (before >= 0)
+    return (totals == 0) & ok_after & ok_before & has_side
+
+
+def listed(stamps, k=3):
+    return ", ".join(stamps[:k]) + (" ..." if len(stamps) > k else "")
+
+
+def clean_series(series, name, duplicates="error", empty_slots="keep"):
+    """The series' frames and slot numbers in time order, one frame a slot, and what was done as
+    lines to print. empty_slots=missing drops all-zero frames first (so such a copy of a repeated
+    slot never wins); repeated slots then keep the first or last copy in the order given, or are
+    an error (duplicates=error)."""
+    frames, slot_ids, T = series.frames, series.slot_ids, series.T
+
+    def stamps_of(ids):  # as the files write them
+        return format_timestamps(ids, T, series.first_slot)
+    totals = frames.reshape(len(frames), -1).sum(axis=1, dtype=np.float64)
+    sources = series.sources or [(name, len(frames))]
+    notes = [f"read {len(frames)} slots from {len(sources)} file(s)", *series.notes]
+    empty = totals == 0
+    if empty.any() and empty_slots == "missing":
+        notes.append(f"{int(empty.sum())} empty slot(s) (all zeros city-wide) treated as missing "
+                     f"(--empty_slots=missing): {listed(stamps_of(slot_ids[empty]))}")
+        frames, slot_ids = frames[~empty], slot_ids[~empty]
+    elif empty.any():
+        warn_outages(slot_ids, totals, sources, stamps_of)
+    order = np.argsort(slot_ids, kind="stable")  # repeats stay in the order given
+    if duplicates == "last":
+        order = order[::-1][np.argsort(slot_ids[order[::-1]], kind="stable")]
+    ids = slot_ids[order]
+    repeat = np.r_[False, ids[1:] == ids[:-1]]
+    if repeat.any():
+        stamps = stamps_of(np.unique(ids[repeat]))
+        if duplicates == "error":
+            raise DataError(f"{name}: {len(stamps)} time stamp(s) appear more than once, e.g. "
+                            f"{listed(stamps)}. Keep the first or the last copy in the order the "
+                            f"files are given with --duplicates=first or --duplicates=last")
+        notes.append(f"{len(stamps)} repeated slot(s), the {duplicates} copy kept "
+                     f"(--duplicates={duplicates}): {listed(stamps)}")
+    return frames[order[~repeat]], ids[~repeat], notes
+
+
+def warn_outages(slot_ids, totals, sources, stamps_of):
+    """Warns, per file, of all-zero frames between busy slots (a gap in the recording, not a
+    quiet hour); they stay as data with --empty_slots=keep."""
+    start = 0
+    for path, rows in sources:
+        part = slice(start, start + rows)
+        start += rows
+        suspect = outage_like(slot_ids[part], totals[part])
+        if suspect.any():
+            stamps = stamps_of(slot_ids[part][suspect])
+            print(f"warning: {path}: {len(stamps)} slot(s) are all zeros city-wide between busy "
+                  f"slots, e.g. {listed(stamps)}; if these are recording gaps, not real zeros, "
+                  f"give --empty_slots=missing", file=sys.stderr)
 
 
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
                  use_meta=True, use_holiday=False, use_meteorology=False, slots_per_day=None,
-                 holiday_file="", meteorology_file="", use_time_of_day=False):
+                 holiday_file="", meteorology_file="", use_time_of_day=False,
+                 duplicates="error", empty_slots="keep"):
     """Load a data set (named, or flow files) and build its samples, external features and split.
-    Slots are put in time order; duplicate time stamps are an error; days lacking any of their
-    slots are dropped first, as the official TaxiBJ pipeline does."""
+    Slots are put in time order, empty and repeated slots handled (clean_series); days lacking
+    any of their slots are dropped first, as the official TaxiBJ pipeline does."""
     series = load_series(name, data_dir, slots_per_day)
     series = with_side_files(series, holiday_file, meteorology_file)
     T = series.T
-    frames, slot_ids = in_time_order(series, name)
+    frames, slot_ids, notes = clean_series(series, name, duplicates, empty_slots)
     complete = complete_days_mask(slot_ids, T)
     dropped = sorted({d[:8] for d in format_timestamps(slot_ids[~complete], T)}) \
         if not complete.all() else []
+    if dropped:
+        notes.append(f"dropped {len(dropped)} day(s) lacking some of their {T} slots: "
+                     f"{listed(dropped, 5)}")
     frames, slot_ids = frames[complete], slot_ids[complete]
     if len(slot_ids) == 0:
         raise DataError(f"{name}: no day has all its {T} slots; is slots_per_day right?")
@@ -543,7 +646,7 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                                             use_time_of_day=use_time_of_day)
     features.fit(target_slots[:n_samples - n_test])
     return FlowDataset(frames, slot_ids, T, index, features(target_slots), n_test, name,
-                       features, dropped)
+                       features, dropped, notes)
 
 
 def missing_history(slot_ids, T, lengths, start, horizon):
@@ -581,14 +684,15 @@ def recursive_inputs(frames, slot_ids, T, lengths, starts, step, predictions):
 
 
 def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology, holiday_file,
-                      meteorology_file, scaling, use_time_of_day=False):
+                      meteorology_file, scaling, use_time_of_day=False, duplicates="error",
+                      empty_slots="keep"):
     """Frames in time order, their slot numbers and the external features (with a saved run's
     wind/temperature ranges) of a data set to forecast from; the last day may be incomplete."""
     series = load_series(name, data_dir)  # a file's T inferred, to compare with the model's
     if series.T != T:
         raise DataError(f"{name} has {series.T} slots a day, the model was trained on {T}")
     series = with_side_files(series, holiday_file, meteorology_file)
-    frames, slot_ids = in_time_order(series, name)
+    frames, slot_ids, _ = clean_series(series, name, duplicates, empty_slots)
     features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
                                             scaling, use_time_of_day)
     return frames, slot_ids, features

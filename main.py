@@ -132,6 +132,8 @@ def resolve_config():
         raise ConfigError("lr must be > 0 and validation_fraction in (0, 1)")
     for key, allowed in (("loss", ("mse", "mae", "huber")), ("lr_schedule", ("constant", "cosine")),
                          ("output_activation", ("tanh", "linear")),
+                         ("duplicates", ("error", "first", "last")),
+                         ("empty_slots", ("keep", "missing")),
                          ("precision", ("float32", "mixed_bfloat16", "auto"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}")
@@ -436,7 +438,11 @@ def build_and_compile(cfg, ds, name=None):
         len_closeness=cfg["len_closeness"], len_period=cfg["len_period"],
         len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
         nb_residual_unit=cfg["nb_residual_unit"], nb_filters=cfg["nb_filters"],
-        batch_norm=cfg["batch_norm"], output_activation=cfg["output_activation"])
+        batch_norm=cfg["batch_norm"], output_activation=cfg["output_activation"],
+        output_bias=cfg["output_bias"])
+    if cfg["output_bias"]:
+        model.get_layer("output_bias").set_weights([training.output_bias_start(
+            ds, cfg["output_activation"])])
     if cfg["weight_decay"]:
         optimizer = keras.optimizers.AdamW(learning_rate=cfg["lr"],
                                            weight_decay=cfg["weight_decay"])
@@ -560,7 +566,7 @@ def forecast(run_dir, given, cfg):
     frames, slot_ids, features = datasets.load_for_forecast(
         run["dataset"], run["data_dir"], run["T"], run["use_meta"], run["use_holiday"],
         run["use_meteorology"], run["holiday_file"], run["meteorology_file"],
-        saved_scaler["external"], run["use_time_of_day"])
+        saved_scaler["external"], run["use_time_of_day"], run["duplicates"], run["empty_slots"])
     start, T = slot_ids[-1] + 1, run["T"]
     lengths = (run["len_closeness"], run["len_period"], run["len_trend"])
     missing = datasets.missing_history(slot_ids, T, lengths, start, cfg["horizon"])
@@ -602,11 +608,9 @@ def main(argv):
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
         cfg["use_meteorology"], cfg["slots_per_day"], cfg["holiday_file"],
-        cfg["meteorology_file"], cfg["use_time_of_day"])
+        cfg["meteorology_file"], cfg["use_time_of_day"], cfg["duplicates"], cfg["empty_slots"])
     cfg["T"] = cfg["slots_per_day"] = ds.T
-    if ds.dropped_days:
-        print(f"dropped {len(ds.dropped_days)} day(s) lacking some of their {ds.T} slots: "
-              f"{', '.join(ds.dropped_days[:5])}{' ...' if len(ds.dropped_days) > 5 else ''}")
+    print("\n".join(ds.notes))
     first_test = datasets.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
     print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
           f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "

@@ -23,6 +23,23 @@ class ParametricFusionWeight(layers.Layer):
         return ops.multiply(x, self.w)  # (batch, H, W, C) * (H, W, C)
 
 
+@keras.saving.register_keras_serializable(package="st_resnet")
+class CellBias(layers.Layer):
+    """A learnable bias b of the input's shape (H, W, C), started at 0: returns x + b.
+
+    Not in the paper. Before the output activation it lets each cell and flow start at the
+    training data's mean (set by the caller with set_weights), so the first Adam steps need not
+    drag every output from 0 to a heavy-tailed city's near-empty level (README, "Your own city").
+    """
+
+    def build(self, input_shape):
+        self.b = self.add_weight(name="b", shape=tuple(input_shape[1:]), initializer="zeros",
+                                 trainable=True)
+
+    def call(self, x):
+        return ops.add(x, self.b)  # (batch, H, W, C) + (H, W, C)
+
+
 def conv3x3(x, filters, name):
     """3x3 'same' convolution, no activation (the paper's Conv1, Conv2 and the units' convs)."""
     return layers.Conv2D(filters, 3, padding="same", name=name)(x)

@@ -16,6 +16,11 @@ dataset = "synthetic"      # synthetic | bikenyc | taxibj (synthetic is built in
                            # or the path of your own HDF5 flow file(s), comma-separated (data/README.md)
 data_dir = "data"          # holds BikeNYC/, TaxiBJ/ and Synthetic/ (see data/README.md)
 slots_per_day = None       # T; a named data set has its own, a file's is its largest slot number
+duplicates = "error"       # a time stamp given more than once (within a file or across files):
+                           # error | first | last: keep that copy, in the order the files are given
+empty_slots = "keep"       # a slot whose frame is all zeros city-wide: keep (as data; a warning
+                           # names those between busy slots) | missing: treat it as absent, so its
+                           # day is dropped like any incomplete day (recording gaps, e.g. TaxiNYC)
 holiday_file = ""          # a holiday list (one YYYYMMDD a line) replacing the data set's own
 meteorology_file = ""      # a meteorology file in the BJ_Meteorology.h5 format, likewise
 len_closeness = None       # recent slots t-1 .. t-lc fed to the closeness branch (0 switches it off)
@@ -35,6 +40,13 @@ batch_norm = False         # BatchNormalization before each ReLU of a residual u
 output_activation = "tanh" # tanh (paper): the output squashed into the flows' [-1, 1] range, which
                            # a never-used region (flow 0 = -1) reaches only as its input goes to
                            # -infinity | linear: no squashing (a prediction can leave the range)
+output_bias = None         # True: a learnable bias per cell and flow before the output activation,
+                           # started at the cell's mean training target (atanh of it under tanh),
+                           # so training starts from the data's level. Without it heavy-tailed
+                           # flows (most cells near 0 = -1 on the scaled range, the tanh's
+                           # asymptote) collapse to a constant prediction in the first 20 Adam
+                           # steps (README, "Your own city"). Not in the paper: on for your own
+                           # files, off for the paper's data sets
 
 # ---- training (paper: Adam 2e-4, batch 32, MSE; stage 1 early stopping, stage 2 fixed epochs) ---
 batch_size = 32
@@ -97,18 +109,19 @@ resume = ""                # a run folder: continue that killed or interrupted r
 DATASET_DEFAULTS = {
     "taxibj": dict(slots_per_day=48, len_closeness=3, len_period=1, len_trend=1, days_test=28,
                    nb_residual_unit=12, nb_filters=64, epochs=500, patience=2, epochs_cont=100,
-                   use_holiday=True, use_meteorology=True),
+                   use_holiday=True, use_meteorology=True, output_bias=False),
     "bikenyc": dict(slots_per_day=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
                     nb_residual_unit=4, nb_filters=64, epochs=500, patience=5, epochs_cont=100,
-                    use_holiday=False, use_meteorology=False),
+                    use_holiday=False, use_meteorology=False, output_bias=False),
     "synthetic": dict(slots_per_day=24, len_closeness=3, len_period=4, len_trend=4, days_test=10,
                       nb_residual_unit=2, nb_filters=32, epochs=60, patience=5, epochs_cont=5,
-                      use_holiday=True, use_meteorology=False),
+                      use_holiday=True, use_meteorology=False, output_bias=False),
     # Your own flow files: the paper's protocol and TaxiBJ's window lengths; holiday and
-    # meteorology features are used when their files are given.
+    # meteorology features are used when their files are given. The output starts at the data's
+    # mean: real cities' heavy-tailed flows collapse without it (RESULTS.md, "Other cities").
     "file": dict(slots_per_day=None, len_closeness=3, len_period=1, len_trend=1, days_test=7,
                  nb_residual_unit=4, nb_filters=64, epochs=500, patience=5, epochs_cont=100,
-                 use_holiday=None, use_meteorology=None),
+                 use_holiday=None, use_meteorology=None, output_bias=True),
 }
 
 # Named presets: settings laid over the ones above (and over DATASET_DEFAULTS).
@@ -136,6 +149,8 @@ PRESETS = {
 # its default when it was added).
 BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
                          huber_delta=0.1, warmup_epochs=0.0, output_activation="tanh",
+                         output_bias=False,
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",
-                         holiday_file="", meteorology_file="")
+                         holiday_file="", meteorology_file="", duplicates="error",
+                         empty_slots="keep")

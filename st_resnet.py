@@ -17,17 +17,20 @@ BRANCHES = ("closeness", "period", "trend")
 
 def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, len_trend,
                 external_dim, nb_residual_unit, nb_filters=64, batch_norm=False,
-                output_activation="tanh", name="st_resnet"):
+                output_activation="tanh", output_bias=False, name="st_resnet"):
     """Return the uncompiled ST-ResNet, a Keras model called `name`. Inputs are named closeness,
-    period, trend, external. output_activation: tanh (paper) or linear (no squashing)."""
+    period, trend, external. output_activation: tanh (paper) or linear (no squashing).
+    output_bias: a learnable bias per cell and flow before the activation (layer "output_bias",
+    started at 0; the caller may set it to the data's mean)."""
     lengths = dict(closeness=len_closeness, period=len_period, trend=len_trend)
     for key, value in dict(lengths, map_height=map_height, map_width=map_width, nb_flow=nb_flow,
                             external_dim=external_dim, nb_residual_unit=nb_residual_unit,
                             nb_filters=nb_filters).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"build_model: {key} must be a non-negative int, got {value!r}")
-    if not isinstance(batch_norm, bool):
-        raise ValueError(f"build_model: batch_norm must be True or False, got {batch_norm!r}")
+    for key, value in dict(batch_norm=batch_norm, output_bias=output_bias).items():
+        if not isinstance(value, bool):
+            raise ValueError(f"build_model: {key} must be True or False, got {value!r}")
     if output_activation not in ("tanh", "linear"):
         raise ValueError(f"build_model: output_activation must be tanh or linear, got "
                          f"{output_activation!r}")
@@ -50,6 +53,8 @@ def build_model(*, map_height, map_width, nb_flow=2, len_closeness, len_period, 
         inputs.append(e)
         y = layers.Add(name="add_external")(
             [y, modules.external_component(e, map_height, map_width, nb_flow)])
+    if output_bias:
+        y = modules.CellBias(name="output_bias", dtype="float32")(y)
     # float32 under mixed precision
     y = layers.Activation(output_activation, name="output", dtype="float32")(y)
     return keras.Model(inputs, y, name=name)

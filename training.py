@@ -114,17 +114,54 @@ def check_finite(loss, val_rmse, stage, epoch, cfg):
                        f"lr_cont={cfg['lr_cont']}) and start a new run")
 
 
+REMEDY = ("Start a new run with the output started at the data's mean (--output_bias=True; "
+          "README, \"When something goes wrong\")")
+
+
 def check_collapse(val_rmses, cfg, epochs=3):
     """Stops a stage 1 whose last `epochs` validation RMSEs agree to 1e-6: its output's tanh has
-    saturated (early Adam steps can push it there), every gradient is 0, and it would stay at
-    that constant prediction for good. Learning moves the validation RMSE far more than that."""
+    saturated, every gradient is 0, and it would stay at that constant prediction for good.
+    Learning moves the validation RMSE far more than that."""
     last = val_rmses[-epochs:]
     if len(last) == epochs and 0 < max(last) and max(last) - min(last) <= 1e-6 * max(last):
         raise Collapsed(
             f"training collapsed in stage 1: the validation RMSE stayed at {last[-1]:.4f} for "
             f"{epochs} epochs (epochs {len(val_rmses) - epochs + 1}-{len(val_rmses)}), a constant "
-            f"prediction whose gradients are all 0. Start a new run with the rate warmed up "
-            f"(--warmup_epochs=1) or lower (lr={cfg['lr']})")
+            f"prediction whose gradients are all 0. {REMEDY}")
+
+
+def spread(y):
+    """How much values vary across samples: the mean over cells and flows of their standard
+    deviation over the samples (axis 0)."""
+    return float(np.mean(np.std(np.asarray(y, dtype=np.float64), axis=0)))
+
+
+# A prediction varying across samples by less than this fraction of the targets' variation is
+# constant: a collapsed network's outputs vary by about 1e-7 of it (tanh saturated), a learning one
+# by a large fraction of it.
+CONSTANT_SPREAD = 0.01
+SPREAD_FROM_EPOCH = 5  # networks near collapse can take 2-4 epochs to leave it (BikeNYC, 64 filters)
+
+
+def check_constant(y_pred, y_true, epoch):
+    """Stops stage 1 at epoch SPREAD_FROM_EPOCH or later when the validation predictions are all
+    but the same for every sample, however slowly the RMSE still creeps down."""
+    pred, true = spread(y_pred), spread(y_true)
+    if epoch >= SPREAD_FROM_EPOCH and pred < CONSTANT_SPREAD * true:
+        raise Collapsed(
+            f"training collapsed in stage 1: after {epoch} epochs the model predicts the same "
+            f"frame for every validation sample (their spread across samples is {pred:.2g}, the "
+            f"targets' {true:.2g}); the validation RMSE would only creep down. {REMEDY}")
+
+
+def output_bias_start(ds, activation):
+    """The output bias that makes an untrained network predict each cell's mean training frame:
+    (H, W, F), the mean itself for a linear output, its atanh under tanh (a cell never used, at
+    -1, starts at atanh(-0.999) = -3.8)."""
+    mean = ds.scaler.transform(ds.frames[:ds.first_test_frame].mean(axis=0, dtype=np.float64))
+    if activation == "tanh":
+        mean = np.arctanh(np.clip(mean, -0.999, 0.999))
+    return mean.astype(np.float32)
 
 
 def arrays_sha256(arrays):
@@ -205,6 +242,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         if state["epoch"] == 0:
             print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
                   f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
+        probe_rows = val_rows[:: -(-len(val_rows) // 512)]  # at most 512, spread over the period
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
@@ -212,6 +250,10 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
+            if state["epoch"] + 1 >= SPREAD_FROM_EPOCH:
+                check_constant(model.predict(datasets.make_tf_dataset(ds, probe_rows, 256),
+                                             verbose=0),
+                               ds.scaler.transform(ds.targets(probe_rows)), state["epoch"] + 1)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
                 arrays["best"] = model.get_weights()

@@ -12,6 +12,11 @@ row, lon_max -> last column).
 Time stamps are local naive times: 'YYYY-MM-DD HH:MM:SS[.fff]', 'YYYY-MM-DDTHH:MM:SS[.fff]' or
 'M/D/YYYY H:MM[:SS]'. Every trip end that is not counted is counted under a reason in the report
 (returned, printed, and written to <output>.report.json); blank lines are not records.
+Time range: whole days, slot 01 of the first to slot T of the last. By default both follow the
+trip STARTS: the first and the last day on which a trip start is counted in the flows. So a
+month's file ends with that month's last day of rentals, not with days holding only the bikes
+returned late (the next day, or weeks later); trip ends outside the range are counted under
+'end: outside the time range'. --start / --end set either edge instead (days without trips are 0).
 """
 import argparse
 import csv
@@ -220,6 +225,16 @@ def add_events(counts, flow, slots, cells, n_cells):
         counts.setdefault(slot, np.zeros((2, n_cells), np.int64))[flow] += row
 
 
+def drop_ends_outside(counts, report, first, stop):
+    """Move the trip ends counted outside slots first..stop-1 (bikes returned after the last day
+    of starts) from counts to the report's 'end: outside the time range'. The range is known only
+    after the last chunk, so the ends are counted by slot as they come and trimmed here."""
+    for slot in [s for s in counts if not first <= s < stop]:
+        ends = int(counts.pop(slot)[1].sum())   # flow 0 is empty: every counted start is inside
+        report["inflow_events"] -= ends
+        report["not_counted"]["end: outside the time range"] += ends
+
+
 def write_flows(path, counts, first, stop, T, grid):
     """The counts of slots first..stop-1 -> the release layout, written atomically."""
     data = np.zeros((stop - first, 2, grid[0] * grid[1]))   # (n, 2, H*W): silent slots stay 0
@@ -273,16 +288,21 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     for path in csv_paths:
         for fields, short in read_chunks(path, columns, chunk_rows):
             count_chunk(fields, short, counts, report, bbox, grid, minutes, slot_range)
-    if not counts and (start is None or end is None):
-        raise TripError(f"no trip end was counted, so the time range is unknown: {report}")
-    # Whole days: from 00:00 of the first day to the end of the last (given or seen in the data).
-    first = min(counts) // T * T if start is None else slot_range[0]
-    stop = (max(counts) // T + 1) * T if end is None else slot_range[1]
+    start_slots = [slot for slot, c in counts.items() if c[0].any()]   # holding a counted start
+    if not start_slots and (start is None or end is None):
+        raise TripError(f"no trip start was counted, so the time range is unknown; check --bbox "
+                        f"and --columns, or give both --start and --end: {report}")
+    # Whole days: the given --start / --end, else the first / last day on which a trip starts.
+    first = min(start_slots) // T * T if start is None else slot_range[0]
+    stop = (max(start_slots) // T + 1) * T if end is None else slot_range[1]
+    drop_ends_outside(counts, report, first, stop)
     write_flows(output, counts, first, stop, T, grid)
     seconds = time.perf_counter() - began
     stamps = datasets.format_timestamps([first, stop - 1], T)
     report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
                   slots=stop - first, first_slot=str(stamps[0]), last_slot=str(stamps[1]),
+                  first_day_from="--start" if start else "the first day a counted trip starts",
+                  last_day_from="--end" if end else "the last day a counted trip starts",
                   seconds=round(seconds, 3),
                   rows_per_second=round(report["rows_read"] / max(seconds, 1e-9)))
     with open(output + ".report.json.tmp", "w") as f:
@@ -318,8 +338,10 @@ def main(argv=None):
     parser.add_argument("--minutes", required=True, help="slot length; must divide 1440")
     parser.add_argument("--columns", default="citibike", help="'citibike' or six names: "
                         "start_time,end_time,start_lat,start_lon,end_lat,end_lon")
-    parser.add_argument("--start", help="first day YYYYMMDD (default: the data's first day)")
-    parser.add_argument("--end", help="last day YYYYMMDD, inclusive (default: the data's last)")
+    parser.add_argument("--start", help="first day YYYYMMDD (default: the first day a counted "
+                        "trip starts; trip ends before it are not counted)")
+    parser.add_argument("--end", help="last day YYYYMMDD, inclusive (default: the last day a "
+                        "counted trip starts; trip ends after it are not counted)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     try:
@@ -331,6 +353,10 @@ def main(argv=None):
     except (TripError, datasets.DataError, UnicodeDecodeError, OSError, csv.Error) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))
+    print(f"time range {report['first_slot']} .. {report['last_slot']}: first day = "
+          f"{report['first_day_from']}, last day = {report['last_day_from']}; the "
+          f"{report['not_counted']['end: outside the time range']:,} trip ends outside it are "
+          f"not counted (--start / --end widen it)")
     print(f"{report['rows_read']:,} rows in {report['seconds']:.1f} s: "
           f"{report['rows_per_second']:,} rows/s")
 

@@ -68,7 +68,7 @@ def test_duplicate_stamps_are_named(tmp_path):
     dates = stamps(date(2020, 1, 1), 10, 24)
     dates[30] = dates[29]
     write_flows(tmp_path / "dup.h5", dates)
-    with pytest.raises(datasets.DataError, match=f"duplicate time stamps, e.g. {dates[29]};"):
+    with pytest.raises(datasets.DataError, match=f"1 time stamp.s. appear more than once, e.g. {dates[29]}.*--duplicates=first"):
         datasets.load_dataset(str(tmp_path / "dup.h5"), "", 3, 1, 1, 1)
 
 

@@ -196,7 +196,8 @@ def test_custom_columns_and_missing_columns(tmp_path):
 
 def test_month_day_year_format(tmp_path):
     rows = [["60", "9/30/2014 23:59:59", "10/1/2014 0:05", "1", "n", *NW, *SE, "7"]]
-    _, data, dates = convert(tmp_path, rows, header=OLD_HEADER)
+    # --end: by default the range would stop at 9/30, the last start day, and drop the end.
+    _, data, dates = convert(tmp_path, rows, header=OLD_HEADER, end="20141001")
     assert dates[0] == "2014093001" and dates[-1] == "2014100124" and len(dates) == 48
     assert data[23, 0, 0, 0] == 1 and data[24, 1, 3, 1] == 1 and data.sum() == 2
 
@@ -241,6 +242,42 @@ def test_start_end_fix_the_range(tmp_path):
     assert data.shape == (24, 2, 4, 2) and data.sum() == 0 and dates[0] == "2021011001"
 
 
+def test_range_follows_the_trip_starts(tmp_path):
+    rows = [trip("2020-12-30 10:00:00", "2020-12-30 10:20:00", OUT, SE),  # start not counted
+            trip("2021-01-01 10:00:00", "2021-01-01 10:30:00", NW, SE),
+            trip("2021-01-02 23:30:00", "2021-01-03 00:20:00", NW, SE),  # returned the next day
+            trip("2021-01-02 12:00:00", "2021-01-20 09:00:00", SE, NW),  # returned weeks later
+            trip("2021-01-04 10:00:00", "2021-01-04 10:30:00", OUT, SE)]  # start not counted
+    report, data, dates = convert(tmp_path, rows, chunk_rows=2)  # the last start in chunk 2
+    assert dates.tolist() == stamps("20210101", range(1, 25)) + stamps("20210102", range(1, 25))
+    want = np.zeros((48, 2, 4, 2))
+    want[10, 0, 0, 0] = want[10, 1, 3, 1] = want[24 + 23, 0, 0, 0] = want[24 + 12, 0, 3, 1] = 1
+    np.testing.assert_array_equal(data, want)
+    # The ends of 12-30 (before the first start day), 01-03, 01-20 and 01-04 are not in the file.
+    assert report["not_counted"]["end: outside the time range"] == 4
+    assert report["not_counted"]["start: outside the box"] == 2
+    assert (report["outflow_events"], report["inflow_events"]) == (3, 1)
+    assert 2 * report["rows_read"] == 3 + 1 + sum(report["not_counted"].values())
+    assert (report["first_day_from"], report["last_day_from"]) == (
+        "the first day a counted trip starts", "the last day a counted trip starts")
+
+
+def test_start_end_widen_the_range_past_the_trip_starts(tmp_path):
+    rows = [trip("2020-12-30 10:00:00", "2020-12-30 10:20:00", OUT, SE),
+            trip("2021-01-02 23:30:00", "2021-01-03 00:20:00", NW, SE),
+            trip("2021-01-02 12:00:00", "2021-01-20 09:00:00", SE, NW)]
+    report, data, dates = convert(tmp_path, rows, end="20210103")
+    assert dates[0] == "2021010201" and dates[-1] == "2021010324" and len(dates) == 48
+    assert data[24, 1, 3, 1] == 1 and data[:, 1].sum() == 1    # the next-day return, 00:20
+    assert report["not_counted"]["end: outside the time range"] == 2   # 12-30 and 01-20
+    assert report["last_day_from"] == "--end"
+    report, data, dates = convert(tmp_path, rows, start="20201230", end="20210120")
+    assert len(dates) == 22 * 24 and dates[0] == "2020123001" and dates[-1] == "2021012024"
+    assert data[10, 1, 3, 1] == data[3 * 24 + 24, 1, 3, 1] == data[21 * 24 + 9, 1, 0, 0] == 1
+    assert report["inflow_events"] == 3
+    assert report["not_counted"]["end: outside the time range"] == 0
+
+
 def test_bad_settings_are_clear_errors(tmp_path):
     src = write_csv(tmp_path / "t.csv", NEW_HEADER, [])
     out = str(tmp_path / "o.h5")
@@ -250,7 +287,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
                             (dict(start="2021-01-01"), "YYYYMMDD"),
                             (dict(start="20210102", end="20210101"), "after"),
                             (dict(paths=[src, "nope.csv"]), "not found: nope.csv"),
-                            (dict(), "no trip end was counted")]:
+                            (dict(), "no trip start was counted")]:
         args = dict(paths=[src], output=out, bbox=BBOX, grid=GRID, minutes=60) | kwargs
         with pytest.raises(ttf.TripError, match=message):
             ttf.convert(args.pop("paths"), **args)
@@ -321,5 +358,6 @@ def test_cli_success(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "rows/s" in result.stdout
+    assert "first day = --start, last day = the last day a counted trip starts" in result.stdout
     with h5py.File(out, "r") as f:
         assert f["data"].shape == (48, 2, 4, 2) and f["data"][20, 0, 0, 0] == 1
