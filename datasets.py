@@ -15,6 +15,7 @@ import sys
 import h5py
 import numpy as np
 
+import libcity
 import synthetic_city
 
 BIKENYC_FILE = os.path.join("BikeNYC", "NYC14_M16x8_T60_NewEnd.h5")
@@ -329,6 +330,12 @@ Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteor
                                           "sources notes first_slot", defaults=((), (), 1))
 
 def flow_names(name):
+    first = name.split(",")[0].strip()
+    if name not in FLOW_NAMES and first.endswith(".grid") and os.path.isfile(first):
+        try:
+            return libcity.flow_names(first)
+        except libcity.GridError:
+            pass
     return FLOW_NAMES.get(name, ("flow0", "flow1"))
 
 
@@ -422,6 +429,31 @@ def load_files(paths, T=None):
                   [(path, len(frames)) for path, frames, _ in loaded], notes, first)
 
 
+def load_grid_files(paths, T=None):
+    """LibCity grid files (<folder>/<NAME>.grid with the .geo and config.json beside it), their
+    frames concatenated in the order given, as load_files does for HDF5 files."""
+    loaded = []
+    for path in paths:
+        try:
+            frames, slot_ids, file_T, names = libcity.read_grid(path)
+        except libcity.GridError as err:
+            raise DataError(str(err)) from None
+        check_counts(frames, path, "flows", format_timestamps(slot_ids, file_T))
+        expected = T or (loaded[0][3] if loaded else file_T)
+        if file_T != expected:
+            raise DataError(f"{path} has {file_T} slots a day, not {expected}"
+                            f"{'' if T else ' like ' + loaded[0][0]}; the files must share one "
+                            f"slot length")
+        if loaded and frames.shape[1:] != loaded[0][1].shape[1:]:
+            raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {loaded[0][0]}'s "
+                            f"{loaded[0][1].shape[1:3]}; the files must share one grid")
+        loaded.append((path, frames, slot_ids, file_T, names))
+    notes = [f"LibCity grid file(s), flows {', '.join(loaded[0][4])}, {loaded[0][3]} slots a day"]
+    return Series(np.concatenate([f for _, f, _, _, _ in loaded]),
+                  np.concatenate([s for _, _, s, _, _ in loaded]), loaded[0][3], None, None,
+                  [(path, len(frames)) for path, frames, _, _, _ in loaded], notes)
+
+
 def load_series(name, data_dir, T=None):
     """The frames, slot ids, T and side-file paths of a named data set, or of flow files (a
     comma-separated list of paths)."""
@@ -449,9 +481,11 @@ def load_series(name, data_dir, T=None):
                                               meteorology_path=os.path.join(data_dir,
                                                                             TAXIBJ_METEOROLOGY))
     paths = [p.strip() for p in name.split(",")]
+    if all(p.endswith(".grid") for p in paths):
+        return load_grid_files(paths, T)
     if not all(p.endswith((".h5", ".hdf5")) for p in paths):
-        raise DataError(f"unknown dataset {name!r}; expected synthetic, bikenyc, taxibj or the "
-                        f"path(s) of HDF5 flow files")
+        raise DataError(f"unknown dataset {name!r}; expected synthetic, bikenyc, taxibj, the "
+                        f"path(s) of HDF5 flow files or of LibCity .grid files (not both)")
     return load_files(paths, T)
 
 

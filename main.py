@@ -101,10 +101,12 @@ def resolve_config():
     cfg.update({k: v for k, v in params.PRESETS[cfg["preset"]].items() if k not in GIVEN})
     named = [k for k in params.DATASET_DEFAULTS if k != "file"]
     kind = cfg["dataset"] if cfg["dataset"] in named else "file"
-    if kind == "file" and not all(p.strip().endswith((".h5", ".hdf5"))
-                                  for p in cfg["dataset"].split(",")):
+    paths = [p.strip() for p in cfg["dataset"].split(",")]
+    if kind == "file" and not (all(p.endswith((".h5", ".hdf5")) for p in paths)
+                               or all(p.endswith(".grid") for p in paths)):
         raise ConfigError(f"dataset must be one of {named}, or the path of an HDF5 flow file "
-                          f"(.h5), or several separated by commas; got {cfg['dataset']!r}")
+                          f"(.h5) or of a LibCity grid file (.grid), or several of one kind "
+                          f"separated by commas; got {cfg['dataset']!r}")
     defaults = params.DATASET_DEFAULTS[kind]
     if kind != "file" and cfg["slots_per_day"] not in (None, defaults["slots_per_day"]):
         raise ConfigError(f"{kind} has {defaults['slots_per_day']} slots a day; leave "

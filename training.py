@@ -114,8 +114,12 @@ def check_finite(loss, val_rmse, stage, epoch, cfg):
                        f"lr_cont={cfg['lr_cont']}) and start a new run")
 
 
-REMEDY = ("Start a new run with the output started at the data's mean (--output_bias=True; "
-          "README, \"When something goes wrong\")")
+def remedy(cfg):
+    """What starts a new run out of a collapse (each measured: RESULTS.md)."""
+    if not cfg.get("output_bias"):
+        return ("Start a new run with the output started at the data's mean (--output_bias=True) "
+                "or the rate warmed up (--warmup_epochs=1)")
+    return f"Start a new run with the rate warmed up (--warmup_epochs=1) or lower (lr={cfg['lr']})"
 
 
 def check_collapse(val_rmses, cfg, epochs=3):
@@ -127,7 +131,7 @@ def check_collapse(val_rmses, cfg, epochs=3):
         raise Collapsed(
             f"training collapsed in stage 1: the validation RMSE stayed at {last[-1]:.4f} for "
             f"{epochs} epochs (epochs {len(val_rmses) - epochs + 1}-{len(val_rmses)}), a constant "
-            f"prediction whose gradients are all 0. {REMEDY}")
+            f"prediction whose gradients are all 0. {remedy(cfg)}")
 
 
 def spread(y):
@@ -143,7 +147,7 @@ CONSTANT_SPREAD = 0.01
 SPREAD_FROM_EPOCH = 5  # networks near collapse can take 2-4 epochs to leave it (BikeNYC, 64 filters)
 
 
-def check_constant(y_pred, y_true, epoch):
+def check_constant(y_pred, y_true, epoch, cfg):
     """Stops stage 1 at epoch SPREAD_FROM_EPOCH or later when the validation predictions are all
     but the same for every sample, however slowly the RMSE still creeps down."""
     pred, true = spread(y_pred), spread(y_true)
@@ -151,7 +155,7 @@ def check_constant(y_pred, y_true, epoch):
         raise Collapsed(
             f"training collapsed in stage 1: after {epoch} epochs the model predicts the same "
             f"frame for every validation sample (their spread across samples is {pred:.2g}, the "
-            f"targets' {true:.2g}); the validation RMSE would only creep down. {REMEDY}")
+            f"targets' {true:.2g}); the validation RMSE would only creep down. {remedy(cfg)}")
 
 
 def output_bias_start(ds, activation):
@@ -253,7 +257,8 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             if state["epoch"] + 1 >= SPREAD_FROM_EPOCH:
                 check_constant(model.predict(datasets.make_tf_dataset(ds, probe_rows, 256),
                                              verbose=0),
-                               ds.scaler.transform(ds.targets(probe_rows)), state["epoch"] + 1)
+                               ds.scaler.transform(ds.targets(probe_rows)), state["epoch"] + 1,
+                               cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
                 arrays["best"] = model.get_weights()

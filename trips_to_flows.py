@@ -16,7 +16,10 @@ Time range: whole days, slot 01 of the first to slot T of the last. By default b
 trip STARTS: the first and the last day on which a trip start is counted in the flows. So a
 month's file ends with that month's last day of rentals, not with days holding only the bikes
 returned late (the next day, or weeks later); trip ends outside the range are counted under
-'end: outside the time range'. --start / --end set either edge instead (days without trips are 0).
+'end: outside the time range'. --start / --end set either edge instead. Days inside the range on
+which no trip starts are left out of the file (absent, not zeros: a gap in the records, such as the
+years between two periods' monthly files, must not become a quiet city), and their trip ends are
+counted under the same reason; --empty_days=zeros writes them as zeros instead.
 """
 import argparse
 import csv
@@ -225,25 +228,33 @@ def add_events(counts, flow, slots, cells, n_cells):
         counts.setdefault(slot, np.zeros((2, n_cells), np.int64))[flow] += row
 
 
-def drop_ends_outside(counts, report, first, stop):
-    """Move the trip ends counted outside slots first..stop-1 (bikes returned after the last day
+def drop_ends_outside(counts, report, slots):
+    """Move the trip ends counted outside the given slots (e.g. bikes returned after the last day
     of starts) from counts to the report's 'end: outside the time range'. The range is known only
     after the last chunk, so the ends are counted by slot as they come and trimmed here."""
-    for slot in [s for s in counts if not first <= s < stop]:
+    inside = set(slots.tolist())
+    for slot in [s for s in counts if s not in inside]:
         ends = int(counts.pop(slot)[1].sum())   # flow 0 is empty: every counted start is inside
         report["inflow_events"] -= ends
         report["not_counted"]["end: outside the time range"] += ends
 
 
-def write_flows(path, counts, first, stop, T, grid):
-    """The counts of slots first..stop-1 -> the release layout, written atomically."""
-    data = np.zeros((stop - first, 2, grid[0] * grid[1]))   # (n, 2, H*W): silent slots stay 0
+def days_without_starts(counts, first, stop, T):
+    """The days (as slot numbers of their first slot) in first..stop-1 on which no counted trip
+    starts."""
+    started = {slot // T for slot, c in counts.items() if c[0].any()}
+    return [day * T for day in range(first // T, stop // T) if day not in started]
+
+
+def write_flows(path, counts, slots, T, grid):
+    """The counts of the given slots (ascending) -> the release layout, written atomically."""
+    data = np.zeros((len(slots), 2, grid[0] * grid[1]))   # (n, 2, H*W): silent slots stay 0
+    position = {slot: i for i, slot in enumerate(slots.tolist())}
     for slot, c in counts.items():
-        data[slot - first] = c
+        data[position[slot]] = c
     with h5py.File(path + ".tmp", "w") as f:
         f.create_dataset("data", data=data.reshape(-1, 2, *grid))
-        f.create_dataset("date", data=datasets.format_timestamps(np.arange(first, stop), T)
-                         .astype("S10"))
+        f.create_dataset("date", data=datasets.format_timestamps(slots, T).astype("S10"))
     os.replace(path + ".tmp", path)
 
 
@@ -273,7 +284,7 @@ def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
 
 
 def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=None, end=None,
-            overwrite=False, chunk_rows=CHUNK_ROWS):
+            overwrite=False, chunk_rows=CHUNK_ROWS, empty_days="absent"):
     """Count the trips of csv_paths into output; -> the report dict (also <output>.report.json)."""
     began, grid = time.perf_counter(), tuple(grid)
     check_settings(csv_paths, output, bbox, grid, minutes, overwrite)
@@ -295,12 +306,17 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     # Whole days: the given --start / --end, else the first / last day on which a trip starts.
     first = min(start_slots) // T * T if start is None else slot_range[0]
     stop = (max(start_slots) // T + 1) * T if end is None else slot_range[1]
-    drop_ends_outside(counts, report, first, stop)
-    write_flows(output, counts, first, stop, T, grid)
+    left_out = days_without_starts(counts, first, stop, T) if empty_days == "absent" else []
+    slots = np.setdiff1d(np.arange(first, stop), np.add.outer(left_out, np.arange(T)))
+    drop_ends_outside(counts, report, slots)
+    write_flows(output, counts, slots, T, grid)
     seconds = time.perf_counter() - began
     stamps = datasets.format_timestamps([first, stop - 1], T)
     report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
-                  slots=stop - first, first_slot=str(stamps[0]), last_slot=str(stamps[1]),
+                  slots=len(slots), first_slot=str(stamps[0]), last_slot=str(stamps[1]),
+                  days_left_out=len(left_out), first_days_left_out=[
+                      str(d)[:8] for d in datasets.format_timestamps(left_out[:5], T)]
+                  if left_out else [],
                   first_day_from="--start" if start else "the first day a counted trip starts",
                   last_day_from="--end" if end else "the last day a counted trip starts",
                   seconds=round(seconds, 3),
@@ -342,6 +358,9 @@ def main(argv=None):
                         "trip starts; trip ends before it are not counted)")
     parser.add_argument("--end", help="last day YYYYMMDD, inclusive (default: the last day a "
                         "counted trip starts; trip ends after it are not counted)")
+    parser.add_argument("--empty_days", default="absent", choices=("absent", "zeros"),
+                        help="days in the range on which no trip starts: left out of the file "
+                        "(absent: a gap in the records) or written as zeros")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     try:
@@ -349,7 +368,7 @@ def main(argv=None):
         grid = parse_numbers(args.grid.lower(), "x", 2, "grid", "16x8", int)
         minutes = parse_numbers(args.minutes, ",", 1, "minutes", "60", int)[0]
         report = convert(args.inputs, args.output, bbox, grid, minutes, args.columns, args.start,
-                         args.end, args.overwrite)
+                         args.end, args.overwrite, empty_days=args.empty_days)
     except (TripError, datasets.DataError, UnicodeDecodeError, OSError, csv.Error) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))

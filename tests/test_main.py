@@ -385,7 +385,7 @@ def test_a_diverged_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_a_collapse_to_a_constant_prediction_stops_stage1_with_the_fix(tmp_path, monkeypatch):
-    """Three epochs with the same validation RMSE (to 1e-6) stop the run naming the warm-up;
+    """Three epochs with the same validation RMSE (to 1e-6) stop the run naming the fixes;
     ones that still move by 1e-5, or a validation RMSE of 0, do not."""
     main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--verbose=0",
                           "--len_period=0", "--len_trend=0", "--patience=10", "--epochs_cont=0"])
@@ -397,7 +397,7 @@ def test_a_collapse_to_a_constant_prediction_stops_stage1_with_the_fix(tmp_path,
     vals = iter([0.2, 0.1738, 0.1738, 0.1738])
     model.evaluate = lambda *a, **k: {"loss": 0.0, "rmse": next(vals)}
     with pytest.raises(training.Collapsed, match=r"stayed at 0.1738 for 3 epochs \(epochs 2-4\)"
-                                                 r".*--warmup_epochs=1"):
+                                                 r".*--output_bias=True.*--warmup_epochs=1"):
         training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path / "a"),
                        lambda m: None)
     # still moving by 1e-5, or a perfect fit: not a collapse

@@ -197,7 +197,8 @@ def test_custom_columns_and_missing_columns(tmp_path):
 def test_month_day_year_format(tmp_path):
     rows = [["60", "9/30/2014 23:59:59", "10/1/2014 0:05", "1", "n", *NW, *SE, "7"]]
     # --end: by default the range would stop at 9/30, the last start day, and drop the end.
-    _, data, dates = convert(tmp_path, rows, header=OLD_HEADER, end="20141001")
+    _, data, dates = convert(tmp_path, rows, header=OLD_HEADER, end="20141001",
+                             empty_days="zeros")
     assert dates[0] == "2014093001" and dates[-1] == "2014100124" and len(dates) == 48
     assert data[23, 0, 0, 0] == 1 and data[24, 1, 3, 1] == 1 and data.sum() == 2
 
@@ -208,7 +209,7 @@ def test_several_files_are_summed(tmp_path):
     paths = [write_csv(tmp_path / "a.csv", NEW_HEADER, one),
              write_csv(tmp_path / "b.csv", NEW_HEADER, two)]
     out = str(tmp_path / "flows.h5")
-    report = ttf.convert(paths, out, BBOX, GRID, 60, "citibike")
+    report = ttf.convert(paths, out, BBOX, GRID, 60, "citibike", empty_days="zeros")
     with h5py.File(out, "r") as f:
         data = f["data"][()]
     assert data.shape == (72, 2, 4, 2) and report["rows_read"] == 4
@@ -230,7 +231,8 @@ def test_start_end_fix_the_range(tmp_path):
     rows = [trip("2021-01-01 23:50:00", "2021-01-02 00:10:00", NW, SE),   # start before --start
             trip("2021-01-03 12:00:00", "2021-01-03 12:10:00", NW, SE),
             trip("2021-01-04 23:50:00", "2021-01-05 00:10:00", NW, SE)]   # end after --end
-    report, data, dates = convert(tmp_path, rows, start="20210102", end="20210104")
+    report, data, dates = convert(tmp_path, rows, start="20210102", end="20210104",
+                                  empty_days="zeros")
     assert len(dates) == 72 and dates[0] == "2021010201" and dates[-1] == "2021010424"
     want = np.zeros((72, 2, 4, 2))
     want[0, 1, 3, 1] = want[24 + 12, 0, 0, 0] = want[24 + 12, 1, 3, 1] = want[71, 0, 0, 0] = 1
@@ -238,7 +240,8 @@ def test_start_end_fix_the_range(tmp_path):
     assert report["not_counted"]["start: outside the time range"] == 1
     assert report["not_counted"]["end: outside the time range"] == 1
     # A range with no trip at all is written as zeros.
-    _, data, dates = convert(tmp_path, rows, start="20210110", end="20210110")
+    _, data, dates = convert(tmp_path, rows, start="20210110", end="20210110",
+                            empty_days="zeros")
     assert data.shape == (24, 2, 4, 2) and data.sum() == 0 and dates[0] == "2021011001"
 
 
@@ -266,16 +269,34 @@ def test_start_end_widen_the_range_past_the_trip_starts(tmp_path):
     rows = [trip("2020-12-30 10:00:00", "2020-12-30 10:20:00", OUT, SE),
             trip("2021-01-02 23:30:00", "2021-01-03 00:20:00", NW, SE),
             trip("2021-01-02 12:00:00", "2021-01-20 09:00:00", SE, NW)]
-    report, data, dates = convert(tmp_path, rows, end="20210103")
+    report, data, dates = convert(tmp_path, rows, end="20210103", empty_days="zeros")
     assert dates[0] == "2021010201" and dates[-1] == "2021010324" and len(dates) == 48
     assert data[24, 1, 3, 1] == 1 and data[:, 1].sum() == 1    # the next-day return, 00:20
     assert report["not_counted"]["end: outside the time range"] == 2   # 12-30 and 01-20
     assert report["last_day_from"] == "--end"
-    report, data, dates = convert(tmp_path, rows, start="20201230", end="20210120")
+    report, data, dates = convert(tmp_path, rows, start="20201230", end="20210120",
+                                  empty_days="zeros")
     assert len(dates) == 22 * 24 and dates[0] == "2020123001" and dates[-1] == "2021012024"
     assert data[10, 1, 3, 1] == data[3 * 24 + 24, 1, 3, 1] == data[21 * 24 + 9, 1, 0, 0] == 1
     assert report["inflow_events"] == 3
     assert report["not_counted"]["end: outside the time range"] == 0
+
+
+def test_days_without_starts_are_left_out(tmp_path):
+    """Two periods of records with days between them on which nothing starts: those days are
+    absent from the file (not a quiet city), and a trip end on one of them is not counted."""
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE),
+            trip("2021-01-01 22:00:00", "2021-01-02 09:00:00", NW, SE),   # ends on a gap day
+            trip("2021-01-04 07:00:00", "2021-01-04 07:10:00", SE, NW)]
+    report, data, dates = convert(tmp_path, rows)
+    assert list(dates) == stamps("20210101", range(1, 25)) + stamps("20210104", range(1, 25))
+    assert data[10, 0, 0, 0] == data[10, 1, 3, 1] == 1 and data[24 + 7, 0, 3, 1] == 1
+    assert data[:, 1].sum() == 2 and report["inflow_events"] == 2
+    assert report["not_counted"]["end: outside the time range"] == 1
+    assert report["days_left_out"] == 2 and report["first_days_left_out"] == ["20210102",
+                                                                             "20210103"]
+    _, data, dates = convert(tmp_path, rows, empty_days="zeros")
+    assert len(dates) == 4 * 24 and data[24 + 9, 1, 3, 1] == 1
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
@@ -312,7 +333,7 @@ def test_round_trip_through_datasets(tmp_path):
     rows = [trip(f"2021-01-0{d} {h:02d}:{m:02d}:00", f"2021-01-0{d} {h + 1:02d}:{m:02d}:00",
                  (40.05 + 0.04 * h, -73.95 + 0.02 * m), (40.95 - 0.01 * m, -73.5 - 0.01 * h))
             for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]   # all inside
-    report, _, _ = convert(tmp_path, rows, chunk_rows=5)   # several chunks
+    report, _, _ = convert(tmp_path, rows, chunk_rows=5, empty_days="zeros")  # in chunks
     frames, dates = datasets.load_flow_file(str(tmp_path / "flows.h5"))
     slots = datasets.parse_timestamps(dates, 24)
     day = (date(2021, 1, 2) - date(1970, 1, 1)).days
@@ -323,7 +344,7 @@ def test_round_trip_through_datasets(tmp_path):
     with h5py.File(tmp_path / "flows.h5", "r") as f:
         assert f["data"].dtype == np.float64 and f["date"].dtype == np.dtype("S10")
     assert json.loads((tmp_path / "flows.h5.report.json").read_text()) == report
-    whole, _, _ = convert(tmp_path, rows)                 # one chunk: the same counts
+    whole, _, _ = convert(tmp_path, rows, empty_days="zeros")  # one chunk: the same counts
     assert {k: whole[k] for k in ("outflow_events", "not_counted")} == {
         k: report[k] for k in ("outflow_events", "not_counted")}
 
