@@ -534,7 +534,7 @@ def save_plots(run_dir, ds, history, y_true, y_pred):
 
 
 FORECAST_KEYS = {"forecast_from", "horizon", "dataset", "data_dir", "holiday_file",
-                 "meteorology_file"}
+                 "meteorology_file", "duplicates", "empty_slots"}
 
 
 def load_run(run_dir):
@@ -560,7 +560,8 @@ def forecast(run_dir, given, cfg):
         raise ConfigError(f"with --forecast_from only {sorted(FORECAST_KEYS)} may be given; the "
                           f"other settings are the run's: {sorted(given - FORECAST_KEYS)}")
     run, saved_scaler = load_run(run_dir)
-    for key in ("dataset", "data_dir", "holiday_file", "meteorology_file"):
+    for key in ("dataset", "data_dir", "holiday_file", "meteorology_file", "duplicates",
+                "empty_slots"):
         if key in given:
             run[key] = cfg[key]
     if "holiday_file" not in given and os.path.isfile(os.path.join(run_dir, "holidays.txt")):

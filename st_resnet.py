@@ -1,11 +1,12 @@
 """The ST-ResNet skeleton (Zhang, Zheng, Qi, AAAI 2017, Figure 3), from inputs to output.
 
     closeness (H, W, 2*lc) --branch--+
-    period    (H, W, 2*lp) --branch--+-- parametric fusion --+-- add -- tanh --> (H, W, 2)
+    period    (H, W, 2*lp) --branch--+-- parametric fusion --+-- add -- [bias] -- tanh --> (H, W, 2)
     trend     (H, W, 2*lq) --branch--+                       |
     external  (ext,)       -- Dense(10) ReLU Dense(2HW) ReLU -+
 
-A length of 0 drops a branch and its input; external_dim=0 drops the external component.
+A length of 0 drops a branch and its input; external_dim=0 drops the external component. The
+bias (per cell and flow, output_bias=True) is not in the paper.
 """
 import keras
 from keras import layers

@@ -166,3 +166,19 @@ def test_named_data_sets_follow_the_same_rules(tmp_path):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
     ds = datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1, duplicates="last")
     assert len(ds.slot_ids) == 20 * 24
+
+
+def test_forecast_data_follow_the_same_rules(tmp_path):
+    """Forecasting reads the data as training did: repeats resolved, empty slots dropped, and the
+    last (incomplete) day kept."""
+    dates = stamps(date(2021, 3, 1), 4, 24, first_slot=0)[:-5]
+    data = marked(len(dates), 1)
+    data[10] = 0
+    path = write(tmp_path / "a.h5", dates + dates[-3:], np.concatenate([data, data[-3:] + 50]))
+    args = (path, "", 24, True, False, False, "", "", {})
+    with pytest.raises(datasets.DataError, match="3 time stamp.*--duplicates="):
+        datasets.load_for_forecast(*args)
+    frames, slot_ids, _ = datasets.load_for_forecast(*args, duplicates="last",
+                                                     empty_slots="missing")
+    assert len(slot_ids) == len(dates) - 1 and slot_ids[-1] % 24 == 18
+    assert frames[-1, 0, 0, 0] == data[-1, 0, 0, 0] + 50
