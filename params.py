@@ -13,9 +13,11 @@ preset = "paper"           # paper: every setting below as it stands (the paper'
 
 # ---- data -------------------------------------------------------------------------------------
 dataset = "synthetic"      # synthetic | bikenyc | taxibj (synthetic is built in, needs no download),
-                           # or the path of your own HDF5 flow file(s), comma-separated (data/README.md)
+                           # or the path of your own HDF5 flow file(s) or LibCity .grid file(s),
+                           # comma-separated (data/README.md)
 data_dir = "data"          # holds BikeNYC/, TaxiBJ/ and Synthetic/ (see data/README.md)
 slots_per_day = None       # T; a named data set has its own, a file's is its largest slot number
+                           # (plus 1 where the slots are numbered from 00)
 duplicates = "error"       # a time stamp given more than once (within a file or across files):
                            # error | first | last: keep that copy, in the order the files are given
 empty_slots = "keep"       # a slot whose frame is all zeros city-wide: keep (as data; a warning

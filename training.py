@@ -169,6 +169,15 @@ def check_constant(ratios, cfg):
             f"the validation RMSE would only creep down. {remedy(cfg)}")
 
 
+def predict_eagerly(model, ds, rows):
+    """The model's scaled predictions for the rows, by plain calls: model.predict would trace its
+    function for this batch shape and change the later predictions' rounding (and so a resumed
+    run's metrics)."""
+    import keras
+    return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
+                           for x, _ in datasets.make_tf_dataset(ds, rows, 256)])
+
+
 def output_bias_start(ds, activation):
     """The output bias that makes an untrained network predict each cell's mean training frame:
     (H, W, F), the mean itself for a linear output, its atanh under tanh (a cell never used, at
@@ -266,8 +275,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
             state.setdefault("spreads", []).append(spread_ratio(  # older checkpoints lack it
-                model.predict(datasets.make_tf_dataset(ds, probe_rows, 256), verbose=0),
-                ds.scaler.transform(ds.targets(probe_rows))))
+                predict_eagerly(model, ds, probe_rows), ds.scaler.transform(ds.targets(probe_rows))))
             check_constant(state["spreads"], cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)

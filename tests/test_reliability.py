@@ -40,11 +40,11 @@ def write_flows(path, days=12, T=24, scale=None, edit=None):
     (lambda d, t: d.__setitem__((5, 0, 2, 1), -3),
      r"'data' has 1 negative value\(s\) in 1 slot\(s\), the first at 2021030106; flows are "
      r"counts >= 0"),
-    (lambda d, t: t.__setitem__(7, b"2021030100"), r"slot numbers must lie in 01..24"),
+    (lambda d, t: t.__setitem__(7, b"2021030100"), r"city.h5 holds both slot 00 and slot 24: a day.s slots are numbered either"),
     (lambda d, t: t.__setitem__(7, b"2021030125"), r"the largest slot number is 25, which does "
                                                    r"not divide a day .* --slots_per_day="),
     (lambda d, t: t.__setitem__(7, b"2021-03-01"), r"time stamps must be 10 digits"),
-    (lambda d, t: t.__setitem__(7, t[8]), r"duplicate time stamps, e.g. 2021030109"),
+    (lambda d, t: t.__setitem__(7, t[8]), r"1 time stamp.s. appear more than once, e.g. 2021030109.*--duplicates=first"),
 ])
 def test_bad_values_name_the_file_and_the_slot(tmp_path, edit, message):
     path = write_flows(tmp_path / "city.h5", edit=edit)
