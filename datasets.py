@@ -329,6 +329,7 @@ FLOW_NAMES = {"bikenyc": ("new-flow (out)", "end-flow (in)"), "taxibj": ("inflow
 Series = collections.namedtuple("Series", "frames slot_ids T holiday_path meteorology_path "
                                           "sources notes first_slot", defaults=((), (), 1))
 
+
 def flow_names(name):
     first = name.split(",")[0].strip()
     if name not in FLOW_NAMES and first.endswith(".grid") and os.path.isfile(first):
@@ -409,6 +410,14 @@ def slot_numbering(texts, T=None):
     return T, 0
 
 
+def check_one_grid(loaded):
+    """The files of one data set ([(path, frames (n, H, W, F), ...), ...]) must share a grid."""
+    for path, frames, *_ in loaded[1:]:
+        if frames.shape[1:] != loaded[0][1].shape[1:]:
+            raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {loaded[0][0]}'s "
+                            f"{loaded[0][1].shape[1:3]}; the files must share one grid")
+
+
 def load_files(paths, T=None):
     """Flow files in the release layout (slots 01..T or 00..T-1), their rows concatenated in the
     order given; T inferred unless given."""
@@ -417,10 +426,7 @@ def load_files(paths, T=None):
         require_file(path, "A flow file is HDF5 with 'data' (n, 2, H, W) and 'date' YYYYMMDD + "
                            "slot (data/README.md, 'Formats').")
         loaded.append((path,) + load_flow_file(path))
-    for path, frames, _ in loaded[1:]:
-        if frames.shape[1:] != loaded[0][1].shape[1:]:
-            raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {paths[0]}'s "
-                            f"{loaded[0][1].shape[1:3]}; the files must share one grid")
+    check_one_grid(loaded)
     texts = {path: as_text(dates, path) for path, _, dates in loaded}
     T, first = slot_numbering(texts, T)
     notes = [] if first else [f"slots numbered 00..{T - 1}: read as zero-based, {T} slots a day"]
@@ -444,10 +450,8 @@ def load_grid_files(paths, T=None):
             raise DataError(f"{path} has {file_T} slots a day, not {expected}"
                             f"{'' if T else ' like ' + loaded[0][0]}; the files must share one "
                             f"slot length")
-        if loaded and frames.shape[1:] != loaded[0][1].shape[1:]:
-            raise DataError(f"{path}: grid {frames.shape[1:3]} differs from {loaded[0][0]}'s "
-                            f"{loaded[0][1].shape[1:3]}; the files must share one grid")
         loaded.append((path, frames, slot_ids, file_T, names))
+        check_one_grid(loaded)
     notes = [f"LibCity grid file(s), flows {', '.join(loaded[0][4])}, {loaded[0][3]} slots a day"]
     return Series(np.concatenate([f for _, f, _, _, _ in loaded]),
                   np.concatenate([s for _, _, s, _, _ in loaded]), loaded[0][3], None, None,
@@ -586,9 +590,10 @@ def outage_like(slot_ids, totals):
     level = np.array([busy[s] for s in filled.tolist()])
     after = np.searchsorted(filled, slot_ids, side="right")
     before = np.searchsorted(filled, slot_ids, side="left") - 1
-    ok_after = (after >= len(filled)) | (level[np.minimum(after, len(filled) - 1)] >= BUSY_SLOT_TOTAL)
+    last = len(filled) - 1
+    ok_after = (after > last) | (level[np.minimum(after, last)] >= BUSY_SLOT_TOTAL)
     ok_before = (before < 0) | (level[np.maximum(before, 0)] >= BUSY_SLOT_TOTAL)
-    has_side = (after < len(filled)) | (before >= 0)
+    has_side = (after <= last) | (before >= 0)
     return (totals == 0) & ok_after & ok_before & has_side
 
 

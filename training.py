@@ -267,6 +267,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
                   f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
         probe_rows = val_rows[:: -(-len(val_rows) // 512)]  # at most 512, spread over the period
+        probe_targets = ds.scaler.transform(ds.targets(probe_rows))
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
@@ -275,7 +276,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
             state.setdefault("spreads", []).append(spread_ratio(  # older checkpoints lack it
-                predict_eagerly(model, ds, probe_rows), ds.scaler.transform(ds.targets(probe_rows))))
+                predict_eagerly(model, ds, probe_rows), probe_targets))
             check_constant(state["spreads"], cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0
                 state.update(best_val=val["rmse"], best_epoch=state["epoch"] + 1, wait=0)
