@@ -182,3 +182,21 @@ def test_forecast_data_follow_the_same_rules(tmp_path):
                                                      empty_slots="missing")
     assert len(slot_ids) == len(dates) - 1 and slot_ids[-1] % 24 == 18
     assert frames[-1, 0, 0, 0] == data[-1, 0, 0, 0] + 50
+
+
+def test_files_of_another_grid_are_refused_for_both_formats(tmp_path):
+    import libcity
+    a = write(tmp_path / "a.h5", stamps(date(2021, 3, 1), 2, 24))
+    b = str(tmp_path / "b.h5")
+    with h5py.File(b, "w") as f:
+        f["data"] = np.ones((48, 2, 3, 3))
+        f["date"] = np.array(stamps(date(2021, 3, 3), 2, 24), dtype="S10")
+    with pytest.raises(datasets.DataError, match=r"b.h5: grid \(3, 3\) differs from .*a.h5's "
+                                                 r"\(4, 3\); the files must share one grid"):
+        datasets.load_series(f"{a},{b}", "")
+    ids = 18700 * 24 + np.arange(48)
+    libcity.write_grid(str(tmp_path / "g"), "A", np.ones((48, 4, 3, 2)), ids, 24)
+    libcity.write_grid(str(tmp_path / "h"), "B", np.ones((48, 3, 3, 2)), ids + 48, 24)
+    with pytest.raises(datasets.DataError, match=r"B.grid: grid \(3, 3\) differs from .*A.grid's "
+                                                 r"\(4, 3\)"):
+        datasets.load_series(f"{tmp_path / 'g' / 'A.grid'},{tmp_path / 'h' / 'B.grid'}", "")
