@@ -15,7 +15,7 @@ Each speed is the best of --rounds timings, taken in alternation with its in-mem
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # or jax, torch: KERAS_BACKEND=jax python bench.py
 
 import resource  # noqa: E402
 import sys  # noqa: E402
@@ -23,15 +23,16 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import backend  # noqa: E402
 import datasets  # noqa: E402
-from main import cpu_flags, import_keras_quietly, resolve_precision, set_threads  # noqa: E402
+from backend import cpu_flags, resolve_precision  # noqa: E402
 
 SETTINGS = {  # H, W, L, lengths (closeness, period, trend), external features, T
     "bikenyc": dict(H=16, W=8, L=4, lengths=(3, 4, 4), ext=8, T=24),
     "taxibj": dict(H=32, W=32, L=12, lengths=(3, 1, 1), ext=28, T=48),
 }
 OPTIONS = dict(setting="both", batches="32,64,128,256", steps=40, rounds=3, precision="float32",
-               jit_compile=False, threads=0)
+               jit_compile="auto", threads=0)
 
 
 def rss_mib():
@@ -102,9 +103,18 @@ def timed_fit(model, data, samples):
     return samples / (time.perf_counter() - start)
 
 
+def in_memory(batch, steps):
+    """`steps` training steps that all reuse one batch held in memory: no input pipeline work."""
+    import keras
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return tf.data.Dataset.from_tensors(batch).repeat(steps).with_options(
+            datasets.pipeline_options())
+    return datasets.py_dataset(steps, 1, lambda part: batch)
+
+
 def bench_setting(name, opt, peak):
     import keras
-    import tensorflow as tf
     import st_resnet
     s = SETTINGS[name]
     policy = resolve_precision(opt["precision"])[0]
@@ -112,38 +122,37 @@ def bench_setting(name, opt, peak):
     model = st_resnet.build_model(map_height=s["H"], map_width=s["W"], len_closeness=s["lengths"][0],
                                   len_period=s["lengths"][1], len_trend=s["lengths"][2],
                                   external_dim=s["ext"], nb_residual_unit=s["L"])
-    model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse",
-                  jit_compile=opt["jit_compile"])
+    jit = (backend.JIT_COMPILE[backend.name()] if opt["jit_compile"] == "auto"
+           else opt["jit_compile"] == "True")
+    model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse", jit_compile=jit)
     fwd, train = model_flops(model)
     batches = sorted({32, *[int(b) for b in str(opt["batches"]).split(",")]})
     ds = random_dataset(s, max(batches) * opt["steps"] + 8 * 7 * s["T"])
     print(f"\n== {name}: {s['H']}x{s['W']}, L={s['L']}, lengths {s['lengths']}, external "
           f"{s['ext']}; {model.count_params():,} parameters; {policy}, "
-          f"jit_compile={opt['jit_compile']}")
+          f"jit_compile={jit}, backend {backend.name()}")
     print(f"FLOPs per sample: forward {fwd / 1e9:.3f} G, training step {train / 1e9:.3f} G")
     rows_all = np.random.default_rng(1).permutation(ds.n_samples)
     results = {}
     for batch in batches:
         n = batch * opt["steps"]
         rows = rows_all[:n] if n <= len(rows_all) else np.resize(rows_all, n)
-        data = datasets.make_tf_dataset(ds, rows, batch)
-        timed_fit(model, datasets.make_tf_dataset(ds, rows[:batch * 3], batch), batch * 3)  # warm
+        data = datasets.batches(ds, rows, batch)
+        timed_fit(model, datasets.batches(ds, rows[:batch * 3], batch), batch * 3)  # warm
         one = next(iter(data))  # the same steps from one batch held in memory: no pipeline work
-        memory = tf.data.Dataset.from_tensors(one).with_options(datasets.pipeline_options())
-        timed_fit(model, memory.repeat(2), batch * 2)  # its own trace
+        timed_fit(model, in_memory(one, 2), batch * 2)  # its own trace
         # This machine's speed drifts between levels over minutes, so the two are timed in
         # alternation and the best of each is kept; one after the other they can differ by 40%
         # in either direction with no cause in the pipeline.
         train_sps = memory_sps = 0.0
         for _ in range(opt["rounds"]):
             train_sps = max(train_sps, timed_fit(model, data, n))
-            memory_sps = max(memory_sps, timed_fit(
-                model, memory.repeat(opt["steps"]), n))
+            memory_sps = max(memory_sps, timed_fit(model, in_memory(one, opt["steps"]), n))
         start = time.perf_counter()
         for _ in data:
             pass
         pipeline_sps = n / (time.perf_counter() - start)
-        model.predict(datasets.make_tf_dataset(ds, rows[:batch * 2], batch), verbose=0)
+        model.predict(datasets.batches(ds, rows[:batch * 2], batch), verbose=0)
         infer_sps = 0.0
         for _ in range(opt["rounds"]):
             start = time.perf_counter()
@@ -187,8 +196,8 @@ def main(argv):
         if not arg.startswith("--") or key not in opt:
             sys.exit(f"usage: python bench.py [--key=value ...], keys: {', '.join(opt)}")
         opt[key] = type(opt[key])(value == "True" if isinstance(opt[key], bool) else value)
-    import_keras_quietly()  # without TensorFlow's C++ start-up notices
-    set_threads(opt["threads"])
+    backend.check(threads=opt["threads"])
+    backend.import_keras(opt["threads"])  # without TensorFlow's C++ start-up notices
     peak, how = cpu_peak_gflops()
     print(f"peak fp32: {peak:.0f} GFLOP/s = {how}; measured numpy 4096^2 matmul: "
           f"{matmul_gflops():.0f} GFLOP/s")

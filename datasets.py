@@ -8,6 +8,7 @@ batch. Time stamps are turned into integer slot numbers (day number * T + slot -
 dependency is looked up by time, not by array position, and gaps in the data are handled exactly.
 """
 import collections
+import functools
 import hashlib
 import os
 import sys
@@ -737,42 +738,87 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
     return frames, slot_ids, features
 
 
-# ---- input pipeline (the one place that uses tf.data) ----------------------------------------------
+# ---- input pipeline ------------------------------------------------------------------------------
 
-def make_tf_dataset(ds, rows, batch_size):
-    """tf.data pipeline over sample rows, in their order: gathers each batch's frames from the
-    one frame array, scales them to [-1, 1] and yields ({closeness, period, trend, external},
-    target). Training shuffles the rows it passes (training.epoch_order)."""
-    import tensorflow as tf  # imported here so that errors in settings and data come first
-
-    if ds._tensors is None:  # one copy of frames, index and features for all pipelines
-        ds._tensors = {"frames": tf.constant(ds.frames), "external": tf.constant(ds.external)}
-        ds._tensors.update({k: tf.constant(v) for k, v in ds.index.items()})
-    t = ds._tensors
-    branches = [k for k in ("closeness", "period", "trend") if ds.index[k].shape[1]]
+def gather_batch(ds, arrays, rows, take, transpose, reshape):
+    """One batch of sample rows: each branch's frames gathered from the one frame array and
+    scaled to [-1, 1] -> ({closeness, period, trend, external}, target). The arrays (frames,
+    external and the index, as in ds) and the three functions come from one array library: numpy
+    (PyDataset) or TensorFlow (tf.data)."""
     h, w, f = ds.frames.shape[1:]
+    inputs = {}
+    for k in ("closeness", "period", "trend"):
+        if ds.index[k].shape[1]:
+            x = take(arrays["frames"], take(arrays[k], rows))   # (B, len, H, W, F)
+            x = transpose(x, [0, 2, 3, 1, 4])                  # (B, H, W, len, F)
+            inputs[k] = ds.scaler.transform(reshape(x, [-1, h, w, f * ds.index[k].shape[1]]))
+    if ds.external.shape[1]:
+        inputs["external"] = take(arrays["external"], rows)
+    return inputs, ds.scaler.transform(take(arrays["frames"], take(arrays["target"], rows)))
 
-    def gather(batch_rows):
-        inputs = {}
-        for k in branches:
-            x = tf.gather(t["frames"], tf.gather(t[k], batch_rows))   # (B, len, H, W, F)
-            x = tf.transpose(x, [0, 2, 3, 1, 4])                       # (B, H, W, len, F)
-            inputs[k] = ds.scaler.transform(tf.reshape(x, [-1, h, w, f * ds.index[k].shape[1]]))
-        if ds.external.shape[1]:
-            inputs["external"] = tf.gather(t["external"], batch_rows)
-        y = ds.scaler.transform(tf.gather(t["frames"], tf.gather(t["target"], batch_rows)))
-        return inputs, y
 
-    data = tf.data.Dataset.from_tensor_slices(np.asarray(rows, dtype=np.int64))
-    # One thread gathers the next batches while the model computes: the gather is 50-200x faster
-    # than a training step (bench.py prints both), so more parallelism would buy nothing.
-    return data.batch(batch_size).map(gather).prefetch(2).with_options(pipeline_options())
+def batches(ds, rows, batch_size):
+    """The batches of the sample rows, in their order, for fit, evaluate and predict. Training
+    shuffles the rows it passes (training.epoch_order). Under TensorFlow a tf.data pipeline,
+    under JAX and PyTorch a keras.utils.PyDataset; both gather each batch by gather_batch."""
+    import keras  # imported here so that errors in settings and data come first
+    rows = np.asarray(rows, dtype=np.int64)
+    if keras.backend.backend() == "tensorflow":
+        return tf_batches(ds, rows, batch_size)
+    arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
+    take = functools.partial(np.take, axis=0)
+    return py_dataset(len(rows), batch_size, lambda part: gather_batch(
+        ds, arrays, rows[part], take, np.transpose, np.reshape))
 
 
 def array_batches(arrays, batch_size):
-    """tf.data pipeline over in-memory arrays ({input name: (n, ...)}), in order, for predict."""
+    """Batches of in-memory arrays ({input name: (n, ...)}), in order, for predict."""
+    import keras
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
+            pipeline_options())
+    n = len(next(iter(arrays.values())))
+    return py_dataset(n, batch_size, lambda part: ({k: v[part] for k, v in arrays.items()},))
+
+
+_PY_DATASET = None
+
+
+def py_dataset(n, batch_size, batch):
+    """A keras.utils.PyDataset of ceil(n / batch_size) batches; batch(slice) makes one. Batches
+    are made on the training thread (workers=1): a gather is 50-200x faster than a training step
+    (bench.py prints both), so a worker thread would buy nothing."""
+    global _PY_DATASET
+    if _PY_DATASET is None:
+        import keras
+
+        class Batches(keras.utils.PyDataset):
+            def __init__(self, n, batch_size, batch):
+                super().__init__(workers=1, use_multiprocessing=False)
+                self.n, self.batch_size, self.batch = n, batch_size, batch
+
+            def __len__(self):
+                return -(-self.n // self.batch_size)
+
+            def __getitem__(self, i):
+                if not 0 <= i < len(self):
+                    raise IndexError(i)
+                return self.batch(slice(i * self.batch_size, min(self.n, (i + 1) * self.batch_size)))
+        _PY_DATASET = Batches
+    return _PY_DATASET(n, batch_size, batch)
+
+
+def tf_batches(ds, rows, batch_size):
     import tensorflow as tf
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
+    if ds._tensors is None:  # one copy of frames, index and features for all pipelines
+        ds._tensors = {"frames": tf.constant(ds.frames), "external": tf.constant(ds.external)}
+        ds._tensors.update({k: tf.constant(v) for k, v in ds.index.items()})
+    data = tf.data.Dataset.from_tensor_slices(rows)
+    # One thread gathers the next batches while the model computes: the gather is 50-200x faster
+    # than a training step (bench.py prints both), so more parallelism would buy nothing.
+    return data.batch(batch_size).map(lambda part: gather_batch(
+        ds, ds._tensors, part, tf.gather, tf.transpose, tf.reshape)).prefetch(2).with_options(
         pipeline_options())
 
 

@@ -12,7 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TensorFlow C++ logs (
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import ast  # noqa: E402
-import importlib  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
@@ -24,6 +23,7 @@ import tempfile  # noqa: E402
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
+import backend  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 import params  # noqa: E402
@@ -62,6 +62,8 @@ def expected_type(key):
     default = getattr(params, key)
     if default is not None:
         return type(default)
+    if key == "jit_compile":  # None: the backend's default
+        return bool
     return type(params.DATASET_DEFAULTS["bikenyc"][key])
 
 
@@ -112,7 +114,7 @@ def resolve_config():
         raise ConfigError(f"{kind} has {defaults['slots_per_day']} slots a day; leave "
                           f"slots_per_day unset for it")
     for key, value in cfg.items():
-        if value is None:
+        if value is None and key in defaults:
             cfg[key] = defaults[key]
     for use, path in (("use_holiday", "holiday_file"), ("use_meteorology", "meteorology_file")):
         if cfg[use] is None:  # a file's side features follow from the side files given
@@ -142,6 +144,13 @@ def resolve_config():
     if cfg["distribute"] not in ("none", "mirrored", "multiworker"):
         raise ConfigError(f"distribute must be one of none, mirrored, multiworker; got "
                           f"{cfg['distribute']!r}")
+    try:
+        backend.check(cfg["distribute"], cfg["threads"])
+    except backend.BackendError as err:
+        raise ConfigError(str(err)) from None
+    cfg["backend"] = backend.name()
+    if cfg["jit_compile"] is None:
+        cfg["jit_compile"] = backend.JIT_COMPILE[cfg["backend"]]
     if cfg["distribute"] == "multiworker":
         tf_config_task()
         if cfg["resume"]:
@@ -176,48 +185,6 @@ def tf_config_task():
                           f"{kind} addresses")
     return kind, index, kind == "chief" or (kind == "worker" and index == 0
                                              and "chief" not in cluster)
-
-
-def distribution_strategy(cfg):
-    """The tf.distribute strategy of cfg["distribute"]; checks that the batch divides."""
-    import tensorflow as tf
-    if cfg["distribute"] == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
-    elif cfg["distribute"] == "multiworker":
-        class MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
-            """Works around two gaps of Keras 3's fit under this strategy (keras-team/keras
-            #20585): it reduces a whole (inputs dict, target) batch at once, and it reduces
-            scalar metrics along an axis 0 they do not have. Values are reduced one by one,
-            scalars over the replicas only."""
-            def reduce(self, reduce_op, value, axis):
-                parent = super()
-
-                def one(v):
-                    rank = self.experimental_local_results(v)[0].shape.rank
-                    return parent.reduce(reduce_op, v, None if rank == 0 else axis)
-                return tf.nest.map_structure(one, value)
-
-        strategy = MultiWorker()
-    else:
-        return tf.distribute.get_strategy()  # the default: one device
-    n = strategy.num_replicas_in_sync
-    if cfg["batch_size"] % n:
-        raise ConfigError(f"batch_size={cfg['batch_size']} is the global batch and must divide "
-                          f"evenly among the {n} replicas of distribute={cfg['distribute']}")
-    print(f"distribute={cfg['distribute']}: {n} replicas, {cfg['batch_size'] // n} samples "
-          f"each per step")
-    return strategy
-
-
-def replicas_agree(model):
-    """Whether each weight has the same value on every local replica (device) of the strategy."""
-    strategy = model.distribute_strategy
-    for w in model.weights:
-        local = [np.asarray(x) for x in strategy.experimental_local_results(w.value)]
-        if any(not np.array_equal(local[0], x) for x in local[1:]):
-            return False
-    return True
 
 
 def weights_fingerprint(model):
@@ -368,70 +335,6 @@ def write_history(path, history):
 
 # ---- training ------------------------------------------------------------------------------------
 
-def import_keras_quietly():
-    """Import Keras and TensorFlow with the C++ start-up notices that TensorFlow prints before its
-    log level applies (oneDNN, CUDA stub) hidden; they are shown if the import fails."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            importlib.import_module("tensorflow")
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    return importlib.import_module("keras")
-
-
-def cpu_flags():
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. on macOS)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].split() for line in f
-                         if line.startswith("flags")), [])
-    except OSError:
-        return []
-
-
-def resolve_precision(choice):
-    """(Keras dtype policy, why) for params.precision; "auto" picks mixed_bfloat16 only where the
-    hardware computes bfloat16 natively, since emulated bfloat16 is slower than float32."""
-    if choice != "auto":
-        return choice, "as set"
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability and tuple(capability) >= (8, 0):
-            return "mixed_bfloat16", ("auto: the GPU has compute capability "
-                                      f"{capability[0]}.{capability[1]}")
-    if gpus:
-        return "float32", "auto: the GPU has no native bfloat16 (compute capability < 8.0)"
-    native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags()]
-    if native:
-        return "mixed_bfloat16", f"auto: the CPU has {' and '.join(native)}"
-    return "float32", "auto: no native bfloat16 found on this CPU"
-
-
-def set_threads(n):
-    """TensorFlow's thread pools get n threads each (0: leave TensorFlow's choice). They can be
-    set only before TensorFlow's runtime starts, so this runs right after the import."""
-    import tensorflow as tf
-    if not n:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
-    except RuntimeError:  # main() called again in one process (as the tests do)
-        print(f"threads={n} not applied: TensorFlow's runtime already started in this process")
-        return
-    print(f"threads: {n} intra-op, {n} inter-op")
-
-
 def build_and_compile(cfg, ds, name=None):
     import keras
     import st_resnet
@@ -482,7 +385,7 @@ def predict_test(model, ds):
     """The model's test predictions on the original scale, (n_test, H, W, F)."""
     rows = np.arange(ds.n_train, ds.n_samples)
     return ds.scaler.inverse_transform(
-        model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
+        model.predict(datasets.batches(ds, rows, 256), verbose=0))
 
 
 def test_metrics(ds, y_true, y_pred, baselines):
@@ -578,7 +481,7 @@ def forecast(run_dir, given, cfg):
             f"{run['dataset']} lacks {len(missing)} slot(s) that forecasting {cfg['horizon']} "
             f"step(s) after its last slot needs: {', '.join(datasets.format_timestamps(missing[:5], T))}"
             f"{' ...' if len(missing) > 5 else ''}")
-    keras = import_keras_quietly()
+    keras = backend.import_keras()
     import modules  # noqa: F401  (registers the fusion layer for loading)
     import plots
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -621,9 +524,10 @@ def main(argv):
     baselines = baseline_predictions(ds)
     fit_rows, val_rows = split_rows(ds, cfg["validation_fraction"])
 
-    keras = import_keras_quietly()  # only now: errors in settings and data are reported first
-    set_threads(cfg["threads"])
-    strategy = distribution_strategy(cfg)
+    keras = backend.import_keras(cfg["threads"])  # only now: errors in settings and data come first
+    strategy, described = backend.distribution(cfg["distribute"], cfg["batch_size"])
+    if described:
+        print(described)
     run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
     scaler = {**ds.scaler.to_dict(), "external": ds.external_scaling}
@@ -638,7 +542,7 @@ def main(argv):
     global CURRENT_RUN
     CURRENT_RUN = run_dir
 
-    policy, why = resolve_precision(cfg["precision"])
+    policy, why = backend.resolve_precision(cfg["precision"])
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision: {policy} ({why})")
     k = cfg["ensemble"]
@@ -713,7 +617,7 @@ def main(argv):
     print(results_table(metrics, cfg["dataset"]))
     if cfg["distribute"] != "none":
         print(f"final weights fingerprint: {weights_fingerprint(model)}; every local replica "
-              f"holds the same weights: {replicas_agree(model)}")
+              f"holds the same weights: {backend.replicas_agree(model)}")
     if not chief:
         shutil.rmtree(os.path.dirname(run_dir), ignore_errors=True)
         return None
@@ -726,7 +630,7 @@ CURRENT_RUN = None  # the run folder of the run in progress, for the message on 
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, datasets.DataError, training.Diverged) as err:
+    except (ConfigError, backend.BackendError, datasets.DataError, training.Diverged) as err:
         sys.exit(f"error: {err}")
     except OSError as err:  # e.g. the disk filled up while writing
         sys.exit(f"error: {err}" + resume_hint())

@@ -79,19 +79,23 @@ precision = "float32"      # float32 (paper) | mixed_bfloat16: compute in bfloat
                            # | auto: mixed_bfloat16 where the hardware computes bfloat16 natively
                            # (a GPU of compute capability >= 8.0, or a CPU with the amx_bf16 or
                            # avx512_bf16 flag), float32 elsewhere, where bfloat16 is emulated and slow
-jit_compile = False        # XLA compilation of the train step; off: it measured slower on CPU
-threads = 0                # >0: TensorFlow's intra-op and inter-op thread pools get this many
-                           # threads (e.g. 1 each for two trainings side by side on 2 cores);
-                           # 0: TensorFlow's choice, every core
-seed = 1337                # one seed for weight init, shuffling and TensorFlow ops
+jit_compile = None         # compile the train step (TensorFlow: XLA, JAX: jax.jit, PyTorch:
+                           # torch.compile); None: the backend's choice, off under TensorFlow
+                           # (XLA measured slower on CPU) and PyTorch, on under JAX (its only
+                           # fast path)
+threads = 0                # >0: the framework's intra-op and inter-op thread pools get this many
+                           # threads (e.g. 1 each for two trainings side by side on 2 cores;
+                           # TensorFlow and PyTorch); 0: the framework's choice, every core
+seed = 1337                # one seed for weight init, shuffling and the framework's ops
 verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
 # ---- devices ------------------------------------------------------------------------------------
 distribute = "none"        # none: one device | mirrored: all local GPUs (without GPUs, every
-                           # logical CPU device) | multiworker: several processes or machines, as
-                           # set by the TF_CONFIG environment variable (README, "Many GPUs or
-                           # machines"). batch_size stays the global batch: each of n replicas
-                           # computes 1/n of it, so lr, epochs and results mean what they mean on one
+                           # logical CPU device; TensorFlow and JAX) | multiworker: several
+                           # processes or machines, as set by the TF_CONFIG environment variable
+                           # (TensorFlow only; README, "Many GPUs or machines"). batch_size stays
+                           # the global batch: each of n replicas computes 1/n of it, so lr,
+                           # epochs and results mean what they mean on one
 
 # ---- multi-step evaluation and forecasting -------------------------------------------------------
 horizon = 1                # >1: also score 1..horizon steps ahead on the test period, feeding the
@@ -154,5 +158,5 @@ BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, lo
                          output_bias=False,
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",
-                         holiday_file="", meteorology_file="", duplicates="error",
-                         empty_slots="keep")
+                         backend="tensorflow", holiday_file="", meteorology_file="",
+                         duplicates="error", empty_slots="keep")

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+import backend
 import datasets
 
 CHECKPOINT = "checkpoint"
@@ -62,7 +63,7 @@ class Checkpoint:
         (best weights, average sum, stage-1 predictions) are loaded into it."""
         with open(os.path.join(self.dir, "state.json")) as f:
             state = json.load(f)
-        with model.distribute_strategy.scope():  # the optimizer's slots must exist to be loaded
+        with backend.scope(model):  # the optimizer's slots must exist to be loaded
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.dir, state["files"]["model"]))
         for key, name in state["files"].items():
@@ -175,7 +176,7 @@ def predict_eagerly(model, ds, rows):
     run's metrics)."""
     import keras
     return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
-                           for x, _ in datasets.make_tf_dataset(ds, rows, 256)])
+                           for x, _ in datasets.batches(ds, rows, 256)])
 
 
 def output_bias_start(ds, activation):
@@ -225,7 +226,7 @@ def warmup_callback(cfg, epoch, steps_per_epoch):
 
 
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
-    data = datasets.make_tf_dataset(ds, epoch_order(rows, cfg["seed"], stage, epoch),
+    data = datasets.batches(ds, epoch_order(rows, cfg["seed"], stage, epoch),
                                     cfg["batch_size"])
     steps = -(-len(rows) // cfg["batch_size"])
     warmup = warmup_callback(cfg, epoch, steps) if stage == 1 else None
@@ -271,7 +272,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
-            val = model.evaluate(datasets.make_tf_dataset(ds, val_rows, cfg["batch_size"]),
+            val = model.evaluate(datasets.batches(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far

@@ -590,7 +590,7 @@ def test_make_tf_dataset_matches_manual_construction():
         return 2.0 * (x - lo) / (hi - lo) - 1.0
 
     rows = [0, 3, n - 1, 5, n - 4]
-    x, y = collect(datasets.make_tf_dataset(ds, rows, batch_size=2))
+    x, y = collect(datasets.batches(ds, rows, batch_size=2))
     assert set(x) == {"closeness", "period", "trend", "external"}
     assert x["closeness"].shape == (5, 3, 2, 6)
     assert x["period"].shape == (5, 3, 2, 4)
@@ -611,7 +611,7 @@ def test_make_tf_dataset_matches_manual_construction():
 
 def test_make_tf_dataset_zero_length_branch_and_no_external():
     ds, by_slot = small_flow_dataset(lc=2, lp=0, lq=1, ext_cols=0)
-    x, y = collect(datasets.make_tf_dataset(ds, [0, 1, 2], batch_size=8))
+    x, y = collect(datasets.batches(ds, [0, 1, 2], batch_size=8))
     assert set(x) == {"closeness", "trend"}
     assert x["closeness"].shape == (3, 3, 2, 4) and x["trend"].shape == (3, 3, 2, 2)
     lo, hi = ds.scaler.min, ds.scaler.max
@@ -625,7 +625,7 @@ def test_make_tf_dataset_zero_length_branch_and_no_external():
 def test_make_tf_dataset_keeps_the_order_of_the_rows_given():
     ds, _ = small_flow_dataset()
     rows = np.random.default_rng(0).permutation(ds.n_samples)  # as training.epoch_order gives
-    x, y = collect(datasets.make_tf_dataset(ds, rows, batch_size=3))
+    x, y = collect(datasets.batches(ds, rows, batch_size=3))
     np.testing.assert_array_equal(x["external"][:, 0].astype(int), rows)
     np.testing.assert_allclose(y, ds.scaler.transform(ds.targets(rows)), atol=1e-5)
 
@@ -635,7 +635,7 @@ def test_pipelines_run_without_tf_data_autotuning():
     # doubling up to 10 s), which stretched every fit/evaluate/predict call
     # (datasets.pipeline_options).
     ds, _ = small_flow_dataset()
-    data = datasets.make_tf_dataset(ds, np.arange(ds.n_samples), batch_size=4)
+    data = datasets.batches(ds, np.arange(ds.n_samples), batch_size=4)
     assert data.options().autotune.enabled is False
     import tensorflow as tf
     policy = data.options().experimental_distribute.auto_shard_policy

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import backend
 import datasets
 import main
 import params
@@ -162,7 +163,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     ds.scaler = datasets.MinMaxScaler.from_dict(json.loads((run_dir / "scaler.json").read_text()))
     rows = np.arange(ds.n_train, ds.n_samples)
     pred = ds.scaler.inverse_transform(
-        model.predict(datasets.make_tf_dataset(ds, rows, 256), verbose=0))
+        model.predict(datasets.batches(ds, rows, 256), verbose=0))
     assert evaluation.rmse(ds.targets(rows), pred) == pytest.approx(metrics["rmse"], rel=1e-5)
 
     # The test predictions file: the release layout, the truth beside it, the reported RMSE.
@@ -415,11 +416,11 @@ def test_a_collapse_to_a_constant_prediction_stops_stage1_with_the_fix(tmp_path,
     ([], "float32"),  # no /proc/cpuinfo
 ])
 def test_precision_auto_picks_bfloat16_only_on_native_hardware(monkeypatch, flags, expected):
-    monkeypatch.setattr(main, "cpu_flags", lambda: flags)
-    policy, why = main.resolve_precision("auto")
+    monkeypatch.setattr(backend, "cpu_flags", lambda: flags)
+    policy, why = backend.resolve_precision("auto")
     assert policy == expected and why.startswith("auto:")
-    assert main.resolve_precision("float32") == ("float32", "as set")
-    assert main.resolve_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
+    assert backend.resolve_precision("float32") == ("float32", "as set")
+    assert backend.resolve_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
     main.apply_overrides(["--precision=auto"])
     assert main.resolve_config()["precision"] == "auto"
     main.apply_overrides(["--precision=bf16"])
