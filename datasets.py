@@ -757,10 +757,16 @@ def gather_batch(ds, arrays, rows, take, transpose, reshape):
     return inputs, ds.scaler.transform(take(arrays["frames"], take(arrays["target"], rows)))
 
 
+# Under JAX's data parallelism every batch must split evenly among the devices: batches are then
+# padded to a multiple of PAD_TO (main sets it) with copies of their last sample, weighted 0.
+PAD_TO = 1
+
+
 def batches(ds, rows, batch_size):
-    """The batches of the sample rows, in their order, for fit, evaluate and predict. Training
-    shuffles the rows it passes (training.epoch_order). Under TensorFlow a tf.data pipeline,
-    under JAX and PyTorch a keras.utils.PyDataset; both gather each batch by gather_batch."""
+    """The batches of the sample rows, in their order, for fit, evaluate and predict (predict
+    through `predict`). Training shuffles the rows it passes (training.epoch_order). Under
+    TensorFlow a tf.data pipeline, under JAX and PyTorch a keras.utils.PyDataset; both gather
+    each batch by gather_batch."""
     import keras  # imported here so that errors in settings and data come first
     rows = np.asarray(rows, dtype=np.int64)
     if keras.backend.backend() == "tensorflow":
@@ -768,45 +774,68 @@ def batches(ds, rows, batch_size):
     arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
     take = functools.partial(np.take, axis=0)
     return py_dataset(len(rows), batch_size, lambda part: gather_batch(
-        ds, arrays, rows[part], take, np.transpose, np.reshape))
+        ds, arrays, part, take, np.transpose, np.reshape), rows)
 
 
 def array_batches(arrays, batch_size):
-    """Batches of in-memory arrays ({input name: (n, ...)}), in order, for predict."""
+    """Batches of in-memory arrays ({input name: (n, ...)}), in order, for `predict`."""
     import keras
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
         return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
             pipeline_options())
     n = len(next(iter(arrays.values())))
-    return py_dataset(n, batch_size, lambda part: ({k: v[part] for k, v in arrays.items()},))
+    return py_dataset(n, batch_size, lambda part: ({k: v[part] for k, v in arrays.items()},),
+                      np.arange(n))
+
+
+def predict(model, data):
+    """model.predict over batches or array_batches, without any padding."""
+    out = model.predict(data, verbose=0)
+    return data.unpad(out) if hasattr(data, "unpad") else out
 
 
 _PY_DATASET = None
 
 
-def py_dataset(n, batch_size, batch):
-    """A keras.utils.PyDataset of ceil(n / batch_size) batches; batch(slice) makes one. Batches
-    are made on the training thread (workers=1): a gather is 50-200x faster than a training step
-    (bench.py prints both), so a worker thread would buy nothing."""
+def py_dataset(n, batch_size, batch, rows):
+    """A keras.utils.PyDataset of ceil(n / batch_size) batches; batch(rows of one batch) makes
+    one. Batches are made on the training thread (workers=1): a gather is 50-200x faster than a
+    training step (bench.py prints both), so a worker thread would buy nothing."""
     global _PY_DATASET
     if _PY_DATASET is None:
         import keras
 
         class Batches(keras.utils.PyDataset):
-            def __init__(self, n, batch_size, batch):
+            def __init__(self, n, batch_size, batch, rows):
                 super().__init__(workers=1, use_multiprocessing=False)
-                self.n, self.batch_size, self.batch = n, batch_size, batch
+                self.n, self.batch_size, self.batch, self.rows = n, batch_size, batch, rows
+                self.pad_to = PAD_TO
 
             def __len__(self):
                 return -(-self.n // self.batch_size)
 
+            def unpad(self, out):
+                """The rows of the batches' concatenated outputs that are not padding."""
+                sizes = [min(self.batch_size, self.n - i * self.batch_size)
+                         for i in range(len(self))]
+                return out[np.concatenate([np.arange(k + -k % self.pad_to) < k for k in sizes])]
+
             def __getitem__(self, i):
                 if not 0 <= i < len(self):
                     raise IndexError(i)
-                return self.batch(slice(i * self.batch_size, min(self.n, (i + 1) * self.batch_size)))
+                part = self.rows[i * self.batch_size:(i + 1) * self.batch_size]
+                if self.pad_to == 1:
+                    return self.batch(part)
+                pad = -len(part) % self.pad_to
+                out = self.batch(np.r_[part, np.repeat(part[-1:], pad)])
+                if len(out) == 1:  # inputs alone: predict
+                    return out
+                weights = np.ones(out[1].shape[:-1], np.float32)  # a loss value is per cell
+                weights[len(part):] = 0
+                return (*out, weights)
         _PY_DATASET = Batches
-    return _PY_DATASET(n, batch_size, batch)
+    return _PY_DATASET(n, batch_size, batch, rows)
 
 
 def tf_batches(ds, rows, batch_size):

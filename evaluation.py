@@ -69,7 +69,7 @@ def recursive_forecast(model, frames, slot_ids, T, lengths, scaler, features, st
         if wants_external:
             x["external"] = features(starts + step - 1, known_before=starts)
         preds.append(scaler.inverse_transform(
-            model.predict(datasets.array_batches(x, 256), verbose=0)))
+            datasets.predict(model, datasets.array_batches(x, 256))))
         masks.append(valid)
     return np.stack(preds), np.stack(masks)
 

@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import ast  # noqa: E402
 import csv  # noqa: E402
 import datetime  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
@@ -353,10 +354,17 @@ def build_and_compile(cfg, ds, name=None):
                                            weight_decay=cfg["weight_decay"])
     else:
         optimizer = keras.optimizers.Adam(learning_rate=cfg["lr"])
-    loss = keras.losses.Huber(delta=cfg["huber_delta"]) if cfg["loss"] == "huber" else cfg["loss"]
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
-                  jit_compile=cfg["jit_compile"])
+    # With padded batches (datasets.PAD_TO) a loss is the mean over the real samples' cells.
+    reduction = "mean_with_sample_weight" if datasets.PAD_TO > 1 else "sum_over_batch_size"
+    if cfg["loss"] == "huber" or datasets.PAD_TO > 1:
+        kinds = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError,
+                 "huber": functools.partial(keras.losses.Huber, delta=cfg["huber_delta"])}
+        loss = kinds[cfg["loss"]](reduction=reduction)
+    else:
+        loss = cfg["loss"]
+    rmse = [keras.metrics.RootMeanSquaredError(name="rmse")]  # padding: only samples weighted 1
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=cfg["jit_compile"],
+                  **{"weighted_metrics" if datasets.PAD_TO > 1 else "metrics": rmse})
     return model
 
 
@@ -385,7 +393,7 @@ def predict_test(model, ds):
     """The model's test predictions on the original scale, (n_test, H, W, F)."""
     rows = np.arange(ds.n_train, ds.n_samples)
     return ds.scaler.inverse_transform(
-        model.predict(datasets.batches(ds, rows, 256), verbose=0))
+        datasets.predict(model, datasets.batches(ds, rows, 256)))
 
 
 def test_metrics(ds, y_true, y_pred, baselines):
@@ -528,6 +536,8 @@ def main(argv):
     strategy, described = backend.distribution(cfg["distribute"], cfg["batch_size"])
     if described:
         print(described)
+    # under JAX every batch must split evenly among the devices
+    datasets.PAD_TO = strategy.num_replicas_in_sync if backend.name() == "jax" else 1
     run_name = os.path.splitext(os.path.basename(cfg["dataset"].split(",")[0].strip()))[0]
     chief = cfg["distribute"] != "multiworker" or tf_config_task()[2]
     scaler = {**ds.scaler.to_dict(), "external": ds.external_scaling}

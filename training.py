@@ -175,8 +175,10 @@ def predict_eagerly(model, ds, rows):
     function for this batch shape and change the later predictions' rounding (and so a resumed
     run's metrics)."""
     import keras
-    return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
-                           for x, _ in datasets.batches(ds, rows, 256)])
+    data = datasets.batches(ds, rows, 256)
+    out = np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
+                          for x, *_ in data])
+    return data.unpad(out) if hasattr(data, "unpad") else out
 
 
 def output_bias_start(ds, activation):

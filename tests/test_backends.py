@@ -1,0 +1,228 @@
+"""The whole job under the JAX and PyTorch backends, each in its own process with TensorFlow made
+impossible to import: both training stages with an ensemble, weight averaging, weight decay, the
+Huber loss, bfloat16 and multi-step evaluation; a kill and --resume that end with exactly the
+uninterrupted run's metrics (which also shows that the seed alone fixes a run on one backend);
+and model files that cross backends both ways with the same forecasts to float32's tolerance
+(bfloat16's for a bfloat16 model).
+
+PyTorch's tests need it installed (pip install -r requirements-torch.txt; CI does)."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import backend
+import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=3", "--epochs_cont=2",
+        "--batch_size=64", "--ensemble=2", "--average_last=1", "--weight_decay=0.1",
+        "--loss=huber", "--horizon=2", "--precision=mixed_bfloat16", "--verbose=2"]
+BACKENDS = [pytest.param("jax"), pytest.param("torch", marks=pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="PyTorch is not installed: pip install -r requirements-torch.txt"))]
+
+
+def env(name, blocked):
+    """The environment of a process on backend `name`, where `import tensorflow` fails."""
+    return {**os.environ, "KERAS_BACKEND": name, "PYTHONPATH": str(blocked),
+            "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory):
+    """A folder whose `tensorflow` package raises ImportError, put first on the path."""
+    folder = tmp_path_factory.mktemp("no_tensorflow")
+    (folder / "tensorflow").mkdir()
+    (folder / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('TensorFlow is blocked in this test')\n")
+    return folder
+
+
+def run(name, blocked, *args):
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600, env=env(name, blocked))
+
+
+def metrics(run_dir):
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    m.pop("train_seconds")
+    return m
+
+
+def forecast(run_dir, name=None, blocked=None):
+    """A 2-step forecast from the run folder (this process's TensorFlow when name is None)."""
+    before = set(Path(run_dir).glob("forecast-*.h5"))
+    if name is None:
+        main.main([f"--forecast_from={run_dir}", "--horizon=2"])
+    else:
+        result = run(name, blocked, f"--forecast_from={run_dir}", "--horizon=2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = set(Path(run_dir).glob("forecast-*.h5")) - before
+    with h5py.File(path) as f:
+        return f["data"][:]
+
+
+def test_the_import_guard_blocks_tensorflow(blocked):
+    result = subprocess.run([sys.executable, "-c", "import tensorflow"], text=True,
+                            capture_output=True, env=env("jax", blocked))
+    assert result.returncode != 0 and "TensorFlow is blocked" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tf_run(tmp_path_factory):
+    """A small run made by this process, under TensorFlow."""
+    out = tmp_path_factory.mktemp("tf_run")
+    return main.main(["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
+                      "--batch_size=64", "--verbose=0", f"--out_dir={out}"])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def whole(request, blocked, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(f"whole_{name}")
+    result = run(name, blocked, *ARGS, f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    return name, run_dir, result.stdout
+
+
+def test_the_whole_job_runs_without_tensorflow(whole):
+    name, run_dir, stdout = whole
+    m = metrics(run_dir)
+    assert m["precision"] == "mixed_bfloat16" and m["member_seeds"] == [1337, 1338]
+    assert m["epochs_stage1_members"] == [3, 3] and m["epochs_stage2_members"] == [2, 2]
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["backend"] == name and params["jit_compile"] == backend.JIT_COMPILE[name]
+    for key in ("rmse", "rmse_stage1", "rmse_member1", "rmse_member2"):
+        assert np.isfinite(m[key]), key
+    assert "averaged: 1" in stdout and (run_dir / "horizon.csv").is_file()
+    # each member learned: stage 1's validation RMSE fell from its first epoch to its last
+    for member in ("member1", "member2"):
+        rows = (run_dir / member / "history.csv").read_text().splitlines()[1:4]
+        val = [float(r.split(",")[5]) for r in rows]
+        assert val[-1] < val[0], (member, val)
+
+
+def test_a_killed_run_resumes_to_the_same_metrics(whole, blocked, tmp_path):
+    name, run_dir, _ = whole
+    proc = subprocess.Popen([sys.executable, "main.py", *ARGS, f"--out_dir={tmp_path}"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env(name, blocked))
+    try:
+        member2 = False  # killed in member 2's stage 1, after member 1 has finished
+        for line in proc.stdout:
+            member2 |= line.startswith("ensemble member 2/2")
+            if member2 and line.startswith("stage 1 epoch 2/3"):
+                proc.send_signal(signal.SIGKILL)
+                break
+        else:
+            pytest.fail("the run ended before member 2's second epoch")
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    (killed,) = tmp_path.iterdir()
+    assert not (killed / "metrics.json").exists()
+    resumed = run(name, blocked, *ARGS, f"--out_dir={tmp_path}", f"--resume={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from the checkpoint" in resumed.stdout
+    assert metrics(killed) == metrics(run_dir)
+
+
+def test_model_files_cross_backends(whole, blocked, tf_run):
+    name, run_dir, _ = whole
+    # a float32 model, made here under TensorFlow: float32's tolerance
+    theirs, ours = forecast(tf_run, name, blocked), forecast(tf_run)
+    assert theirs.shape == ours.shape == (2, 2, 16, 8)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4 * np.abs(ours).max())
+    # the backend's bfloat16 model: each backend sums its bfloat16 products in its own order, so
+    # they agree to bfloat16's precision (8 bits: 0.4% a rounding), within 1% of the largest flow
+    own, by_tf = forecast(run_dir, name, blocked), forecast(run_dir)
+    assert np.abs(by_tf - own).max() <= 0.01 * np.abs(own).max()
+    assert np.abs(by_tf - own).mean() <= 0.002 * np.abs(own).max()
+
+
+def test_a_backend_refuses_what_it_cannot_do(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(backend.BackendError, match="not available under KERAS_BACKEND=torch"):
+        backend.check(distribute="mirrored")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with pytest.raises(backend.BackendError, match="multiworker .* not available under"):
+        backend.check(distribute="multiworker")
+    with pytest.raises(backend.BackendError, match="threads is not available"):
+        backend.check(threads=1)
+    monkeypatch.setenv("KERAS_BACKEND", "mxnet")
+    with pytest.raises(backend.BackendError, match="not one of tensorflow, jax, torch"):
+        backend.check()
+
+
+def test_jax_data_parallel_over_two_devices_matches_one_device(blocked, tmp_path):
+    # 3131 training rows: the last batch (59) and others do not split evenly among 2 devices,
+    # so they are padded with samples weighted 0 (datasets.PAD_TO)
+    args = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
+            "--batch_size=64", "--validation_fraction=0.1001"]
+    one = run("jax", blocked, *args, f"--out_dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "main.py", *args, "--distribute=mirrored",
+                          f"--out_dir={tmp_path / 'two'}"], cwd=ROOT, text=True,
+                         capture_output=True, timeout=600, env={
+                             **env("jax", blocked),
+                             "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "distribute=mirrored: 2 replicas, 32 samples each per step" in two.stdout
+    assert "every local replica holds the same weights: True" in two.stdout
+    (a,), (b,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
+    assert metrics(b)["rmse"] == pytest.approx(metrics(a)["rmse"], rel=0.01)
+
+
+def test_padded_batches_give_the_unpadded_loss_and_metric():
+    """The padding of uneven batches (copies of the last sample, weighted 0) changes neither the
+    training steps, the RMSE nor the predictions: checked on one device, the same rows both ways.
+    (Keras' running mean of the loss, a report only, weights a padded batch by its padded size.)"""
+    import keras
+
+    import datasets
+    from test_datasets import small_flow_dataset
+    ds, _ = small_flow_dataset()
+    arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
+
+    def batch(part):
+        return datasets.gather_batch(ds, arrays, part, lambda a, i: a[i], np.transpose,
+                                     np.reshape)
+    inputs = {k: keras.Input(shape=v.shape[1:], name=k) for k, v in batch(np.arange(2))[0].items()}
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(v) for v in inputs.values()])
+    out = keras.layers.Reshape(ds.frames.shape[1:])(keras.layers.Dense(
+        int(np.prod(ds.frames.shape[1:])), activation="tanh")(x))
+    model = keras.Model(inputs, out)
+    model.compile(optimizer="sgd",
+                  loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight"),
+                  weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+    start = model.get_weights()
+    rows = np.arange(ds.n_samples)
+    found = []
+    for pad_to in (1, 4):
+        datasets.PAD_TO = pad_to
+        try:
+            data = datasets.py_dataset(len(rows), 5, batch, rows)
+            if pad_to > 1:
+                assert len(data[0][0]["closeness"]) == 8 and data[0][2][5:].sum() == 0
+            found.append((model.evaluate(data, verbose=0, return_dict=True)["rmse"],
+                          datasets.predict(model, data)))
+            model.fit(data, epochs=1, shuffle=False, verbose=0)  # SGD steps, the same batches
+            found[-1] += (model.get_weights(),)
+            model.set_weights(start)
+        finally:
+            datasets.PAD_TO = 1
+    (rmse, pred, weights), (rmse_padded, pred_padded, weights_padded) = found
+    assert rmse_padded == pytest.approx(rmse, rel=1e-6)
+    assert pred.shape == pred_padded.shape == (ds.n_samples, *ds.frames.shape[1:])
+    np.testing.assert_allclose(pred_padded, pred, rtol=1e-6)
+    for w, w_padded in zip(weights, weights_padded):  # each step's loss: the real samples'
+        np.testing.assert_allclose(w_padded, w, rtol=1e-5, atol=1e-7)
