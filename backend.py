@@ -54,18 +54,22 @@ def check(distribute="none", threads=0):
 def import_keras(threads=0):
     """Imports Keras on the chosen backend and sets the framework's threads (0: its choice).
     TensorFlow's C++ start-up notices (oneDNN, CUDA stub), printed before its log level applies,
-    are hidden, and shown if the import fails."""
-    if name() == "tensorflow":
+    are hidden, and shown if the import fails. Under JAX or PyTorch, an installed TensorFlow is
+    imported the same quiet way: keras.utils.set_random_seed would import it to seed it."""
+    if name() == "tensorflow" or importlib.util.find_spec("tensorflow") is not None:
         saved = os.dup(2)
         with tempfile.TemporaryFile() as captured:
             os.dup2(captured.fileno(), 2)
             try:
                 importlib.import_module("tensorflow")
-            except BaseException:
+            except BaseException as err:
                 os.dup2(saved, 2)
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode(errors="replace"))
-                raise
+                if name() != "tensorflow" and isinstance(err, ImportError):
+                    pass  # a broken or blocked TensorFlow: Keras goes on without it
+                else:
+                    captured.seek(0)
+                    sys.stderr.write(captured.read().decode(errors="replace"))
+                    raise
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
@@ -131,6 +135,9 @@ def resolve_precision(choice):
     if gpus:
         return "float32", "auto: the GPU has no native bfloat16 (compute capability < 8.0)"
     native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags()]
+    if native and name() == "jax":  # README, "Other Keras backends": speed table
+        return "float32", (f"auto: the CPU has {' and '.join(native)}, but JAX's CPU compiler "
+                           f"trains slower in bfloat16 than in float32")
     if native:
         return "mixed_bfloat16", f"auto: the CPU has {' and '.join(native)}"
     return "float32", "auto: no native bfloat16 found on this CPU"

@@ -231,3 +231,17 @@ def test_padded_batches_give_the_unpadded_loss_and_metric():
     np.testing.assert_allclose(pred_padded, pred, rtol=1e-6)
     for w, w_padded in zip(weights, weights_padded):  # each step's loss: the real samples'
         np.testing.assert_allclose(w_padded, w, rtol=1e-5, atol=1e-7)
+
+
+def test_precision_auto_keeps_float32_under_jax_on_a_bfloat16_cpu(monkeypatch):
+    # JAX's CPU compiler trains slower in bfloat16 than in float32 (README's speed table)
+    monkeypatch.setattr(backend, "cpu_flags", lambda: ["avx512f", "amx_bf16"])
+    monkeypatch.setattr(backend, "gpu_capabilities", lambda: [])
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert backend.resolve_precision("auto")[0] == "float32"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert backend.resolve_precision("auto")[0] == "mixed_bfloat16"
+    monkeypatch.setattr(backend, "gpu_capabilities", lambda: [(9, 0)])
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert backend.resolve_precision("auto") == ("mixed_bfloat16",
+                                                 "auto: the GPU has compute capability 9.0")
