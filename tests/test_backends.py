@@ -9,7 +9,6 @@ PyTorch's tests need it installed (pip install -r requirements-torch.txt; CI doe
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 import backend
 import main
+from conftest import kill_in_second_member
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=3", "--epochs_cont=2",
@@ -118,21 +118,9 @@ def test_the_whole_job_runs_without_tensorflow(whole):
 
 def test_a_killed_run_resumes_to_the_same_metrics(whole, blocked, tmp_path):
     name, run_dir, _ = whole
-    proc = subprocess.Popen([sys.executable, "main.py", *ARGS, f"--out_dir={tmp_path}"],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env(name, blocked))
-    try:
-        member2 = False  # killed in member 2's stage 1, after member 1 has finished
-        for line in proc.stdout:
-            member2 |= line.startswith("ensemble member 2/2")
-            if member2 and line.startswith("stage 1 epoch 2/3"):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail("the run ended before member 2's second epoch")
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    # killed in member 2's stage 1, after member 1 has finished
+    kill_in_second_member([*ARGS, f"--out_dir={tmp_path}"], env(name, blocked),
+                          "stage 1 epoch 2/3", ROOT)
     (killed,) = tmp_path.iterdir()
     assert not (killed / "metrics.json").exists()
     resumed = run(name, blocked, *ARGS, f"--out_dir={tmp_path}", f"--resume={killed}")

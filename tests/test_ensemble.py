@@ -4,7 +4,6 @@ resumes to the same result."""
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 import datasets
+from conftest import kill_in_second_member
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=2",
@@ -83,22 +83,8 @@ def test_each_member_is_the_single_run_of_its_seed_and_the_model_averages_them(e
 def test_an_ensemble_killed_in_its_second_member_resumes_to_the_same_result(ensemble_run,
                                                                             tmp_path):
     tmp, whole, _ = ensemble_run
-    proc = subprocess.Popen([sys.executable, "main.py", *ARGS, "--ensemble=2", "--seed=5",
-                             f"--data_dir={tmp / 'data'}", f"--out_dir={tmp_path}"],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=ENV)
-    try:
-        second = False
-        for line in proc.stdout:
-            second = second or line.startswith("ensemble member 2/2")
-            if second and line.startswith("stage 1 epoch 1/2"):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail("the run ended before its second member's first epoch")
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    kill_in_second_member([*ARGS, "--ensemble=2", "--seed=5", f"--data_dir={tmp / 'data'}",
+                           f"--out_dir={tmp_path}"], ENV, "stage 1 epoch 1/2", ROOT)
     run_dir = only_folder(tmp_path)
     assert not (run_dir / "metrics.json").exists()
     resumed = run("--ensemble=2", "--seed=5", f"--data_dir={tmp / 'data'}",
