@@ -154,6 +154,11 @@ def test_a_backend_refuses_what_it_cannot_do(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
     with pytest.raises(backend.BackendError, match="not one of tensorflow, jax, torch"):
         backend.check()
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(backend.BackendError,
+                       match="jax is not installed: pip install -r requirements-jax.txt"):
+        backend.check()
 
 
 def test_jax_data_parallel_over_two_devices_matches_one_device(blocked, tmp_path):
