@@ -110,7 +110,7 @@ def in_memory(batch, steps):
         import tensorflow as tf
         return tf.data.Dataset.from_tensors(batch).repeat(steps).with_options(
             datasets.pipeline_options())
-    return datasets.py_dataset(steps, 1, lambda part: batch, np.arange(steps))
+    return datasets.py_dataset(np.arange(steps), 1, lambda part: batch)
 
 
 def bench_setting(name, opt, peak):

@@ -773,8 +773,8 @@ def batches(ds, rows, batch_size):
         return tf_batches(ds, rows, batch_size)
     arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
     take = functools.partial(np.take, axis=0)
-    return py_dataset(len(rows), batch_size, lambda part: gather_batch(
-        ds, arrays, part, take, np.transpose, np.reshape), rows)
+    return py_dataset(rows, batch_size, lambda part: gather_batch(
+        ds, arrays, part, take, np.transpose, np.reshape))
 
 
 def array_batches(arrays, batch_size):
@@ -785,8 +785,8 @@ def array_batches(arrays, batch_size):
         return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
             pipeline_options())
     n = len(next(iter(arrays.values())))
-    return py_dataset(n, batch_size, lambda part: ({k: v[part] for k, v in arrays.items()},),
-                      np.arange(n))
+    return py_dataset(np.arange(n), batch_size,
+                      lambda part: ({k: v[part] for k, v in arrays.items()},))
 
 
 def predict(model, data):
@@ -798,18 +798,19 @@ def predict(model, data):
 _PY_DATASET = None
 
 
-def py_dataset(n, batch_size, batch, rows):
-    """A keras.utils.PyDataset of ceil(n / batch_size) batches; batch(rows of one batch) makes
-    one. Batches are made on the training thread (workers=1): a gather is 50-200x faster than a
+def py_dataset(rows, batch_size, batch):
+    """A keras.utils.PyDataset of the rows in batches of batch_size; batch(rows of one batch)
+    makes one. Batches are made on the training thread (workers=1): a gather is 50-200x faster than a
     training step (bench.py prints both), so a worker thread would buy nothing."""
     global _PY_DATASET
     if _PY_DATASET is None:
         import keras
 
         class Batches(keras.utils.PyDataset):
-            def __init__(self, n, batch_size, batch, rows):
+            def __init__(self, rows, batch_size, batch):
                 super().__init__(workers=1, use_multiprocessing=False)
-                self.n, self.batch_size, self.batch, self.rows = n, batch_size, batch, rows
+                self.rows, self.batch_size, self.batch = rows, batch_size, batch
+                self.n = len(rows)
                 self.pad_to = PAD_TO
 
             def __len__(self):
@@ -835,7 +836,7 @@ def py_dataset(n, batch_size, batch, rows):
                 weights[len(part):] = 0
                 return (*out, weights)
         _PY_DATASET = Batches
-    return _PY_DATASET(n, batch_size, batch, rows)
+    return _PY_DATASET(rows, batch_size, batch)
 
 
 def tf_batches(ds, rows, batch_size):

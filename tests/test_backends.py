@@ -208,7 +208,7 @@ def test_padded_batches_give_the_unpadded_loss_and_metric():
     for pad_to in (1, 4):
         datasets.PAD_TO = pad_to
         try:
-            data = datasets.py_dataset(len(rows), 5, batch, rows)
+            data = datasets.py_dataset(rows, 5, batch)
             if pad_to > 1:
                 assert len(data[0][0]["closeness"]) == 8 and data[0][2][5:].sum() == 0
             found.append((model.evaluate(data, verbose=0, return_dict=True)["rmse"],
