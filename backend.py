@@ -1,5 +1,6 @@
 """The one seam to the framework under Keras: which backend runs (KERAS_BACKEND: tensorflow,
-jax or torch; tensorflow unless set), its import, threads, GPUs and distribution. Everything else
+jax or torch; tensorflow unless set), its import, threads, GPUs, distribution and, under
+TensorFlow, the tf.data pipelines of pipeline.py. Everything else
 in the project speaks Keras; this module is the only one that imports TensorFlow, JAX or PyTorch
 by name, and only the one that runs.
 """
@@ -218,3 +219,45 @@ def replicas_agree(model):
         if any(not np.array_equal(local[0], x) for x in local[1:]):
             return False
     return True
+
+
+# ---- tf.data (pipeline.py's batches under TensorFlow) -----------------------------------------
+
+def tf_constants(arrays):
+    """{name: array} -> {name: tf.constant}: one copy in TensorFlow for all pipelines."""
+    import tensorflow as tf
+    return {k: tf.constant(v) for k, v in arrays.items()}
+
+
+def tf_batches(tensors, rows, batch_size, gather):
+    """A tf.data pipeline of the rows in batches, each made by gather(tensors, rows of the batch,
+    take, transpose, reshape) with TensorFlow's ops."""
+    import tensorflow as tf
+    data = tf.data.Dataset.from_tensor_slices(rows)
+    # One thread gathers the next batches while the model computes: the gather is 50-200x faster
+    # than a training step (bench.py prints both), so more parallelism would buy nothing.
+    return data.batch(batch_size).map(lambda part: gather(
+        tensors, part, tf.gather, tf.transpose, tf.reshape)).prefetch(2).with_options(
+        tf_pipeline_options())
+
+
+def tf_array_batches(arrays, batch_size):
+    """A tf.data pipeline of in-memory arrays ({input name: (n, ...)}) in batches, in order."""
+    import tensorflow as tf
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).with_options(
+        tf_pipeline_options())
+
+
+def tf_pipeline_options():
+    """The tf.data options of every pipeline (bench.py's in-memory reference too).
+
+    Autotuning is off. Its background thread sleeps for periods that double from 10 ms up to
+    10 s, and the end of an iterator waits for that thread to wake up, so every fit, evaluate and
+    predict call lasted until the next of 0.01, 0.03, ... 5.11, 10.23, 20.47 s after it began,
+    whatever its work: a 7-second BikeNYC epoch took 10.2 s (docs/speed.md).
+    Under a multi-worker strategy each worker takes its part of every batch (DATA sharding)."""
+    import tensorflow as tf
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

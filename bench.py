@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 import backend  # noqa: E402
 import datasets  # noqa: E402
+import pipeline  # noqa: E402
 from backend import cpu_flags, resolve_precision  # noqa: E402
 
 SETTINGS = {  # H, W, L, lengths (closeness, period, trend), external features, T
@@ -109,8 +110,8 @@ def in_memory(batch, steps):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
         return tf.data.Dataset.from_tensors(batch).repeat(steps).with_options(
-            datasets.pipeline_options())
-    return datasets.py_dataset(np.arange(steps), 1, lambda part: batch)
+            backend.tf_pipeline_options())
+    return pipeline.py_dataset(np.arange(steps), 1, lambda part: batch)
 
 
 def bench_setting(name, opt, peak):
@@ -137,8 +138,8 @@ def bench_setting(name, opt, peak):
     for batch in batches:
         n = batch * opt["steps"]
         rows = rows_all[:n] if n <= len(rows_all) else np.resize(rows_all, n)
-        data = datasets.batches(ds, rows, batch)
-        timed_fit(model, datasets.batches(ds, rows[:batch * 3], batch), batch * 3)  # warm
+        data = pipeline.batches(ds, rows, batch)
+        timed_fit(model, pipeline.batches(ds, rows[:batch * 3], batch), batch * 3)  # warm
         one = next(iter(data))  # the same steps from one batch held in memory: no pipeline work
         timed_fit(model, in_memory(one, 2), batch * 2)  # its own trace
         # This machine's speed drifts between levels over minutes, so the two are timed in
@@ -152,7 +153,7 @@ def bench_setting(name, opt, peak):
         for _ in data:
             pass
         pipeline_sps = n / (time.perf_counter() - start)
-        model.predict(datasets.batches(ds, rows[:batch * 2], batch), verbose=0)
+        model.predict(pipeline.batches(ds, rows[:batch * 2], batch), verbose=0)
         infer_sps = 0.0
         for _ in range(opt["rounds"]):
             start = time.perf_counter()

@@ -2,6 +2,8 @@
 import numpy as np
 
 import datasets
+import flowfiles
+import pipeline
 
 
 def rmse(y_true, y_pred):
@@ -24,13 +26,13 @@ def historical_average(frames, slot_ids, T, target_slots, before):
     """The paper's HA: for each target, the mean of all frames before position `before` with the
     same weekday and slot of day. (len(target_slots), H, W, F)"""
     history = slot_ids[:before]
-    key = datasets.weekday(history, T) * T + history % T
+    key = flowfiles.weekday(history, T) * T + history % T
     sums = np.zeros((7 * T,) + frames.shape[1:])
     np.add.at(sums, key, frames[:before])
     counts = np.bincount(key, minlength=7 * T)
-    target_key = datasets.weekday(target_slots, T) * T + np.asarray(target_slots) % T
+    target_key = flowfiles.weekday(target_slots, T) * T + np.asarray(target_slots) % T
     if np.any(counts[target_key] == 0):
-        raise datasets.DataError("historical average: some test slots have no earlier frame on "
+        raise flowfiles.DataError("historical average: some test slots have no earlier frame on "
                                  "the same weekday and slot of day; the training period needs at "
                                  "least one full week")
     return sums[target_key] / counts[target_key][:, None, None, None]
@@ -40,7 +42,7 @@ def last_frame(frames, slot_ids, target_slots):
     """Predict each target by the latest frame before it (X_{t-1} where it exists)."""
     pos = np.searchsorted(slot_ids, target_slots) - 1
     if np.any(pos < 0):
-        raise datasets.DataError("last-frame baseline: a test target has no earlier frame")
+        raise flowfiles.DataError("last-frame baseline: a test target has no earlier frame")
     return frames[pos]
 
 
@@ -69,7 +71,7 @@ def recursive_forecast(model, frames, slot_ids, T, lengths, scaler, features, st
         if wants_external:
             x["external"] = features(starts + step - 1, known_before=starts)
         preds.append(scaler.inverse_transform(
-            datasets.predict(model, datasets.array_batches(x, 256))))
+            pipeline.predict(model, pipeline.array_batches(x, 256))))
         masks.append(valid)
     return np.stack(preds), np.stack(masks)
 

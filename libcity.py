@@ -3,8 +3,8 @@
 LibCity (github.com/LibCity/Bigscity-LibCity) ships its grid data sets (TAXIBJ, NYCBike20140409,
 NYCTaxi20140112, T_DRIVE20150206, ...) as a folder of CSV files. read_grid turns one .grid into
 frames (n, H, W, F) channels-last on the original scale, slot numbers (day * T + zero-based slot,
-as datasets.parse_timestamps) and T; write_grid writes frames in that layout (test fixtures,
-export). datasets.py calls both; numpy and the standard library only.
+as flowfiles.parse_timestamps) and T; write_grid writes frames in that layout (test fixtures,
+export). flowfiles.py calls both; numpy and the standard library only.
 
     config.json     {"grid": {"state": {"row_id": H, "column_id": W, ...}}, "info": {"data_col":
                      [flows], "time_intervals": seconds, "geo_file": name, "data_files": [names]}}
@@ -50,7 +50,7 @@ EPOCH = datetime.datetime(1970, 1, 1)
 
 
 class GridError(ValueError):
-    """A problem with a LibCity grid data set (datasets.py turns it into its DataError)."""
+    """A problem with a LibCity grid data set (flowfiles.py turns it into its DataError)."""
 
 
 def read_grid(path):

@@ -1,4 +1,5 @@
-"""The paper's two training stages as one resumable loop over epochs.
+"""The model compiled for training, and the paper's two training stages as one resumable loop
+over epochs (main.py calls build_and_compile, split_rows and train).
 
 Stage 1 fits the first 90% of the training samples and stops early on the validation RMSE,
 keeping the best weights (as Keras' EarlyStopping with restore_best_weights; a loss or validation
@@ -6,22 +7,22 @@ RMSE that is not finite stops the run with a clear error). Stage 2 continues on
 all training samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and
 optionally averages the weights of its last epochs.
 
-After every epoch the whole state is saved in the run folder's checkpoint/: the weights with the
-optimizer's moments, the epoch, the history, and the early-stopping and averaging state. Each
+After every epoch the whole state is saved in the run folder's checkpoint/ (checkpoint.py): the
+weights with the optimizer's moments, the epoch, the history, and the early-stopping and
+averaging state. A run that diverges or collapses to a constant prediction is stopped with a
+message naming the remedy. Each
 epoch's sample order depends only on (seed, stage, epoch). So a run killed at any moment
 continues from its last completed epoch (python main.py ... --resume=<run folder>) and ends
 with the same weights as an uninterrupted run.
 """
-import json
-import os
+import functools
 import time
 
 import numpy as np
 
-import backend
-import datasets
-
-CHECKPOINT = "checkpoint"
+import checkpoint
+import pipeline
+from flowfiles import DataError
 
 
 class Diverged(RuntimeError):
@@ -44,62 +45,6 @@ def stage2_lr(cfg, epoch):
     if cfg["lr_schedule"] == "cosine":
         return lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg["epochs_cont"]))
     return lr
-
-
-class Checkpoint:
-    """run_dir/checkpoint: state.json names the files of the last completed epoch. Files get new
-    names each time and state.json is replaced last, so a kill at any moment leaves either the
-    old or the new state whole."""
-
-    def __init__(self, run_dir):
-        self.dir = os.path.join(run_dir, CHECKPOINT)
-        self.count = 0
-
-    def exists(self):
-        return os.path.isfile(os.path.join(self.dir, "state.json"))
-
-    def load(self, model):
-        """The saved state, with the model's weights and optimizer restored; arrays it names
-        (best weights, average sum, stage-1 predictions) are loaded into it."""
-        with open(os.path.join(self.dir, "state.json")) as f:
-            state = json.load(f)
-        with backend.scope(model):  # the optimizer's slots must exist to be loaded
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(self.dir, state["files"]["model"]))
-        for key, name in state["files"].items():
-            if key != "model":
-                with np.load(os.path.join(self.dir, name)) as z:
-                    state[key] = [z[f"a{i}"] for i in range(len(z.files))]
-        self.count = state["count"]
-        return state
-
-    def save(self, model, state, arrays):
-        """Saves the model, optimizer and the named lists of arrays, then state.json."""
-        os.makedirs(self.dir, exist_ok=True)
-        self.count += 1
-        files = {"model": f"model-{self.count}.weights.h5"}
-        model.save_weights(os.path.join(self.dir, files["model"]))
-        for key, values in arrays.items():
-            files[key] = f"{key}-{self.count}.npz"
-            np.savez(os.path.join(self.dir, files[key]),
-                     **{f"a{i}": v for i, v in enumerate(values)})
-        saved = {k: v for k, v in state.items() if k not in arrays}
-        tmp = os.path.join(self.dir, "state.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(dict(saved, files=files, count=self.count), f)
-        for name in [*files.values(), "state.json.tmp"]:  # on disk before the commit point,
-            with open(os.path.join(self.dir, name), "rb+") as f:  # power loss included
-                os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.dir, "state.json"))  # the commit point
-        folder = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-        keep = set(files.values()) | {"state.json"}
-        for name in os.listdir(self.dir):
-            if name not in keep:
-                os.remove(os.path.join(self.dir, name))
 
 
 def fresh_state():
@@ -175,7 +120,7 @@ def predict_eagerly(model, ds, rows):
     function for this batch shape and change the later predictions' rounding (and so a resumed
     run's metrics)."""
     import keras
-    data = datasets.batches(ds, rows, 256)
+    data = pipeline.batches(ds, rows, 256)
     out = np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
                           for x, *_ in data])
     return data.unpad(out) if hasattr(data, "unpad") else out
@@ -189,21 +134,6 @@ def output_bias_start(ds, activation):
     if activation == "tanh":
         mean = np.arctanh(np.clip(mean, -0.999, 0.999))
     return mean.astype(np.float32)
-
-
-def arrays_sha256(arrays):
-    """The SHA-256 (hex) of a sequence of arrays' bytes, in order."""
-    import hashlib
-    digest = hashlib.sha256()
-    for a in arrays:
-        digest.update(np.ascontiguousarray(a).tobytes())
-    return digest.hexdigest()
-
-
-def data_fingerprint(ds):
-    """A hash of everything training reads: frames, slots, sample index, external features."""
-    return arrays_sha256([ds.frames, ds.slot_ids, ds.external,
-                          *(ds.index[k] for k in sorted(ds.index))])
 
 
 def warmup_steps(cfg, steps_per_epoch):
@@ -227,8 +157,52 @@ def warmup_callback(cfg, epoch, steps_per_epoch):
     return Warmup()
 
 
+def build_and_compile(cfg, ds, name=None):
+    """The ST-ResNet of cfg for the data set's grid and features, compiled with its optimizer,
+    loss and RMSE metric."""
+    import keras
+    import st_resnet
+    model = st_resnet.build_model(name=name or "st_resnet",
+        map_height=ds.frames.shape[1], map_width=ds.frames.shape[2], nb_flow=ds.frames.shape[3],
+        len_closeness=cfg["len_closeness"], len_period=cfg["len_period"],
+        len_trend=cfg["len_trend"], external_dim=ds.external.shape[1],
+        nb_residual_unit=cfg["nb_residual_unit"], nb_filters=cfg["nb_filters"],
+        batch_norm=cfg["batch_norm"], output_activation=cfg["output_activation"],
+        output_bias=cfg["output_bias"])
+    if cfg["output_bias"]:
+        model.get_layer("output_bias").set_weights([output_bias_start(
+            ds, cfg["output_activation"])])
+    if cfg["weight_decay"]:
+        optimizer = keras.optimizers.AdamW(learning_rate=cfg["lr"],
+                                           weight_decay=cfg["weight_decay"])
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=cfg["lr"])
+    # With padded batches (pipeline.PAD_TO) a loss is the mean over the real samples' cells.
+    reduction = "mean_with_sample_weight" if pipeline.PAD_TO > 1 else "sum_over_batch_size"
+    if cfg["loss"] == "huber" or pipeline.PAD_TO > 1:
+        kinds = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError,
+                 "huber": functools.partial(keras.losses.Huber, delta=cfg["huber_delta"])}
+        loss = kinds[cfg["loss"]](reduction=reduction)
+    else:
+        loss = cfg["loss"]
+    rmse = [keras.metrics.RootMeanSquaredError(name="rmse")]  # padding: only samples weighted 1
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=cfg["jit_compile"],
+                  **{"weighted_metrics" if pipeline.PAD_TO > 1 else "metrics": rmse})
+    return model
+
+
+def split_rows(ds, validation_fraction):
+    """Stage 1's rows: the first (1 - validation_fraction) of the training samples fit, the rest
+    validate (as Keras' validation_split, which the official code used)."""
+    n_fit = int(ds.n_train * (1 - validation_fraction))
+    if n_fit < 1 or n_fit >= ds.n_train:
+        raise DataError(f"{ds.n_train} training samples cannot be split into training "
+                                 f"and validation by validation_fraction={validation_fraction}")
+    return np.arange(n_fit), np.arange(n_fit, ds.n_train)
+
+
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
-    data = datasets.batches(ds, epoch_order(rows, cfg["seed"], stage, epoch),
+    data = pipeline.batches(ds, epoch_order(rows, cfg["seed"], stage, epoch),
                                     cfg["batch_size"])
     steps = -(-len(rows) // cfg["batch_size"])
     warmup = warmup_callback(cfg, epoch, steps) if stage == 1 else None
@@ -240,7 +214,7 @@ def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
 def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id=""):
     """Both stages, resuming from run_dir's checkpoint if there is one.
     -> (history columns, test predictions after stage 1 or None, training seconds)"""
-    ckpt = Checkpoint(run_dir)
+    ckpt = checkpoint.Checkpoint(run_dir)
     arrays = {}  # lists of arrays kept in the checkpoint: best, average, stage1_pred
     if ckpt.exists():
         state = ckpt.load(model)
@@ -274,7 +248,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
-            val = model.evaluate(datasets.batches(ds, val_rows, cfg["batch_size"]),
+            val = model.evaluate(pipeline.batches(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
@@ -322,25 +296,3 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         ckpt.save(model, state, arrays)
     stage1 = arrays.get("stage1_pred")
     return hist, (stage1[0] if stage1 else None), state["seconds"]
-
-
-def member_dir(run_dir, i, k):
-    """Where member i (from 0) of an ensemble of k keeps its checkpoint and history: the run
-    folder itself for a single model, else its subfolder member<i+1>."""
-    return run_dir if k == 1 else os.path.join(run_dir, f"member{i + 1}")
-
-
-def checkpoint_states(run_dir):
-    """The state.json files of the run's checkpoints (its own, or its ensemble members')."""
-    paths = [os.path.join(run_dir, CHECKPOINT, "state.json")]
-    if os.path.isdir(run_dir):
-        paths += [os.path.join(run_dir, name, CHECKPOINT, "state.json")
-                  for name in sorted(os.listdir(run_dir)) if name.startswith("member")]
-    return [p for p in paths if os.path.isfile(p)]
-
-
-def remove_checkpoint(run_dir):
-    """Called once the run's results are written."""
-    import shutil
-    for state in checkpoint_states(run_dir):
-        shutil.rmtree(os.path.dirname(state), ignore_errors=True)

@@ -1,5 +1,5 @@
 """Raw trip records (CSV) -> an in/out-flow HDF5 file in the release layout that
-datasets.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T.
+flowfiles.load_flow_file reads: 'data' float64 (n, 2, H, W) and 'date' |S10 YYYYMMDD + slot 01..T.
 
 Flows (the paper's definitions, BikeNYC's order): flow 0 = outflow ("new-flow"), the trips that
 start in a region during a slot, by start time and place; flow 1 = inflow ("end-flow"), the trips
@@ -32,7 +32,7 @@ import time
 import h5py
 import numpy as np
 
-import datasets
+import flowfiles
 
 CHUNK_ROWS = 250_000  # rows parsed at once: bounds memory (a few hundred MB) whatever the file size
 FLOWS = ("outflow (new-flow: trips started)", "inflow (end-flow: trips ended)")
@@ -254,7 +254,7 @@ def write_flows(path, counts, slots, T, grid):
         data[position[slot]] = c
     with h5py.File(path + ".tmp", "w") as f:
         f.create_dataset("data", data=data.reshape(-1, 2, *grid))
-        f.create_dataset("date", data=datasets.format_timestamps(slots, T).astype("S10"))
+        f.create_dataset("date", data=flowfiles.format_timestamps(slots, T).astype("S10"))
     os.replace(path + ".tmp", path)
 
 
@@ -264,7 +264,7 @@ def day_number(text, name):
     """'YYYYMMDD' -> days since 1970-01-01."""
     if len(text) != 8 or not text.isdigit():
         raise TripError(f"{name} must be a date YYYYMMDD, got {text!r}")
-    return int(datasets.parse_days([text], source=name)[0])  # DataError if no such day
+    return int(flowfiles.parse_days([text], source=name)[0])  # DataError if no such day
 
 
 def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
@@ -311,11 +311,11 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     drop_ends_outside(counts, report, slots)
     write_flows(output, counts, slots, T, grid)
     seconds = time.perf_counter() - began
-    stamps = datasets.format_timestamps([first, stop - 1], T)
+    stamps = flowfiles.format_timestamps([first, stop - 1], T)
     report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
                   slots=len(slots), first_slot=str(stamps[0]), last_slot=str(stamps[1]),
                   days_left_out=len(left_out), first_days_left_out=[
-                      str(d)[:8] for d in datasets.format_timestamps(left_out[:5], T)]
+                      str(d)[:8] for d in flowfiles.format_timestamps(left_out[:5], T)]
                   if left_out else [],
                   first_day_from="--start" if start else "the first day a counted trip starts",
                   last_day_from="--end" if end else "the last day a counted trip starts",
@@ -369,7 +369,7 @@ def main(argv=None):
         minutes = parse_numbers(args.minutes, ",", 1, "minutes", "60", int)[0]
         report = convert(args.inputs, args.output, bbox, grid, minutes, args.columns, args.start,
                          args.end, args.overwrite, empty_days=args.empty_days)
-    except (TripError, datasets.DataError, UnicodeDecodeError, OSError, csv.Error) as err:
+    except (TripError, flowfiles.DataError, UnicodeDecodeError, OSError, csv.Error) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(report, indent=2))
     print(f"time range {report['first_slot']} .. {report['last_slot']}: first day = "

@@ -1,0 +1,116 @@
+"""What a run reports: the baselines' and the model's test predictions, their scores in both
+RMSE conventions, the results table beside the paper's rows, the multi-step scores and the
+plots (main.py calls it after training).
+"""
+import os
+
+import numpy as np
+
+import evaluation
+import flowfiles
+import pipeline
+import run_folder
+
+# The paper's rows (RMSE) to print beside a run. BikeNYC's use the official script's convention
+# (RMSE x sqrt(cells / cells with a station)), TaxiBJ's plain RMSE: PAPER_COLUMN says which of
+# this run's columns each compares with.
+PAPER_COLUMN = {"bikenyc": "rmse_paper", "taxibj": "rmse"}
+PAPER_ROWS = {
+    "bikenyc": [("ARIMA", 10.07), ("SARIMA", 10.56), ("VAR", 9.92), ("DeepST-C", 8.39),
+                ("DeepST-CP", 7.64), ("DeepST-CPT", 7.56), ("DeepST-CPTM", 7.43),
+                ("ST-ResNet (L=4)", 6.33)],
+    "taxibj": [("HA", 57.69), ("ARIMA", 22.78), ("DeepST", 18.18), ("ST-ResNet L12-E", 16.89),
+               ("ST-ResNet L12-E-BN", 16.69)],
+}
+
+
+def baseline_predictions(ds):
+    """HA and last-frame predictions for the test targets (original scale); computed before
+    training so that data too short for them is reported first."""
+    slots = ds.target_slots[ds.n_train:]
+    return {"_ha": evaluation.historical_average(ds.frames, ds.slot_ids, ds.T, slots,
+                                                 ds.first_test_frame),
+            "_last": evaluation.last_frame(ds.frames, ds.slot_ids, slots)}
+
+
+def predict_test(model, ds):
+    """The model's test predictions on the original scale, (n_test, H, W, F)."""
+    rows = np.arange(ds.n_train, ds.n_samples)
+    return ds.scaler.inverse_transform(
+        pipeline.predict(model, pipeline.batches(ds, rows, 256)))
+
+
+def test_metrics(ds, y_true, y_pred, baselines):
+    """Scores of the model (no suffix) and of the other predictions (their suffix: baselines,
+    the model after stage 1), in both RMSE conventions."""
+    factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
+    metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
+               "paper_factor": factor, "flow_names": list(flowfiles.flow_names(ds.name))}
+    for suffix, pred in {"": y_pred, **baselines}.items():
+        metrics.update(evaluation.scores(y_true, pred, suffix))
+        metrics[f"rmse_paper{suffix}"] = metrics[f"rmse{suffix}"] * factor
+    return metrics
+
+
+def results_table(m, dataset):
+    """The run's scores beside the baselines' and the paper's, as text to print."""
+    rows = [("ST-ResNet (this run)", ""), ("  after stage 1 only", "_stage1"),
+            *[(f"  member {i + 1} alone (seed {seed})", f"_member{i + 1}")
+              for i, seed in enumerate(m.get("member_seeds", []))],
+            ("HA (same weekday and slot)", "_ha"), ("last frame", "_last")]
+    rows = [(label, s) for label, s in rows if f"rmse{s}" in m]
+    lines = [f"{'':32}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
+             f"{'RMSE paper conv.':>18}"]
+    for label, s in rows:
+        lines.append(f"{label:32}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}"
+                     f"{m['rmse' + s + '_flow0']:12.3f}{m['rmse' + s + '_flow1']:12.3f}"
+                     f"{m['rmse_paper' + s]:18.3f}")
+    for label, value in PAPER_ROWS.get(dataset, []):
+        if PAPER_COLUMN[dataset] == "rmse":
+            lines.append(f"{'paper: ' + label:32}{value:8.2f}")
+        else:
+            lines.append(f"{'paper: ' + label:32}{'':40}{value:18.2f}")
+    lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
+                 f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
+    return "\n".join(lines)
+
+
+def save_plots(run_dir, ds, history, y_true, y_pred):
+    """The learning curves, the maps of the busiest test slot and the series of the busiest
+    region, as PNG files in the run folder."""
+    import plots
+    names = flowfiles.flow_names(ds.name)
+    stamps = flowfiles.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
+    plots.learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+    busy = int(np.argmax(y_true.sum(axis=(1, 2, 3))))
+    plots.error_maps(y_true[busy], y_pred[busy], names, f"busiest test slot {stamps[busy]}",
+                     os.path.join(run_dir, "maps_busiest_slot.png"))
+    r, c = np.unravel_index(np.argmax(y_true.sum(axis=(0, 3))), y_true.shape[1:3])
+    plots.region_series(y_true[:, r, c], y_pred[:, r, c], stamps, names,
+                        f"busiest region (row {r}, column {c}) over the test period",
+                        os.path.join(run_dir, "series_busiest_region.png"))
+
+
+def evaluate(model, ds, baselines, members, stage1_preds):
+    """The test predictions, their truth and the scores of the model, of the baselines, of the
+    model after stage 1 and (for an ensemble) of each member alone."""
+    y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
+    y_pred = predict_test(model, ds)
+    others = dict(baselines)
+    if all(p is not None for p in stage1_preds):  # an ensemble's: the mean of its members'
+        others["_stage1"] = np.mean(stage1_preds, axis=0)
+    if len(members) > 1:
+        others.update({f"_member{i + 1}": predict_test(m, ds) for i, m in enumerate(members)})
+    return y_true, y_pred, test_metrics(ds, y_true, y_pred, others)
+
+
+def horizon_report(run_dir, model, ds, lengths, horizon):
+    """Scores of recursive forecasts 1..horizon steps ahead: horizon.csv, a plot and a line."""
+    import plots
+    rows = evaluation.horizon_scores(model, ds, lengths, horizon)
+    if len(rows) < horizon:
+        print(f"only {len(rows)} steps ahead fit in the test period and are scored")
+    run_folder.write_rows(os.path.join(run_dir, "horizon.csv"), rows)
+    plots.error_vs_horizon(rows, os.path.join(run_dir, "error_vs_horizon.png"))
+    print("steps ahead: " + ", ".join(f"{r['step']}: RMSE {r['rmse']:.3f} (HA {r['rmse_ha']:.3f},"
+                                      f" last {r['rmse_last']:.3f})" for r in rows))
