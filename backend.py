@@ -1,8 +1,8 @@
 """The one seam to the framework under Keras: which backend runs (KERAS_BACKEND: tensorflow,
 jax or torch; tensorflow unless set), its import, threads, GPUs, distribution and, under
-TensorFlow, the tf.data pipelines of pipeline.py. Everything else
-in the project speaks Keras; this module is the only one that imports TensorFlow, JAX or PyTorch
-by name, and only the one that runs.
+TensorFlow, the tf.data pipelines of pipeline.py. Everything else in the project speaks Keras;
+this module is the only one that imports TensorFlow, JAX or PyTorch by name, and only the one
+that runs.
 """
 import contextlib
 import importlib
@@ -12,12 +12,12 @@ import sys
 import tempfile
 
 BACKENDS = ("tensorflow", "jax", "torch")
-# What each backend's install line is (README, "Other Keras backends").
+# What each backend's install line is (docs/backends.md).
 INSTALL = {"tensorflow": "pip install -r requirements.txt",
            "jax": "pip install -r requirements-jax.txt",
            "torch": "pip install -r requirements-torch.txt"}
-# jit_compile's default per backend. TensorFlow: off, XLA measured slower on CPU (README, "Speed
-# and memory"). JAX: on, the only fast path (off, every operation is dispatched on its own).
+# jit_compile's default per backend. TensorFlow: off, XLA measured slower on CPU
+# (docs/speed.md). JAX: on, the only fast path (off, every operation is dispatched on its own).
 # PyTorch: off, eager PyTorch (on would be torch.compile, not measured here).
 JIT_COMPILE = {"tensorflow": False, "jax": True, "torch": False}
 
@@ -136,7 +136,7 @@ def resolve_precision(choice):
     if gpus:
         return "float32", "auto: the GPU has no native bfloat16 (compute capability < 8.0)"
     native = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in cpu_flags()]
-    if native and name() == "jax":  # README, "Other Keras backends": speed table
+    if native and name() == "jax":  # docs/backends.md: speed table
         return "float32", (f"auto: the CPU has {' and '.join(native)}, but JAX's CPU compiler "
                            f"trains slower in bfloat16 than in float32")
     if native:

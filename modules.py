@@ -29,7 +29,7 @@ class CellBias(layers.Layer):
 
     Not in the paper. Before the output activation it lets each cell and flow start at the
     training data's mean (set by the caller with set_weights), so the first Adam steps need not
-    drag every output from 0 to a heavy-tailed city's near-empty level (README, "Your own city").
+    drag every output from 0 to a heavy-tailed city's near-empty level (docs/own_city.md).
     """
 
     def build(self, input_shape):

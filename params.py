@@ -3,7 +3,8 @@
 Edit this file, or override any value from the command line:
     python main.py --dataset=bikenyc --nb_residual_unit=2 --lr=0.0001
 A value of None means "the default of the chosen data set", taken from DATASET_DEFAULTS below
-(the paper's settings for TaxiBJ and BikeNYC). Only main.py reads this module.
+(the paper's settings for TaxiBJ and BikeNYC). main.py and settings.py read this module (and
+summarize.py its defaults, to compare runs); everything else takes arguments.
 """
 
 # ---- preset -----------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ output_bias = None         # True: a learnable bias per cell and flow before the
                            # so training starts from the data's level. Without it heavy-tailed
                            # flows (most cells near 0 = -1 on the scaled range, the tanh's
                            # asymptote) collapse to a constant prediction in the first 20 Adam
-                           # steps (README, "Your own city"). Not in the paper: on for your own
+                           # steps (docs/own_city.md). Not in the paper: on for your own
                            # files, off for the paper's data sets
 
 # ---- training (paper: Adam 2e-4, batch 32, MSE; stage 1 early stopping, stage 2 fixed epochs) ---
@@ -93,7 +94,7 @@ verbose = 2                # Keras fit verbosity: 0 silent, 1 progress bar, 2 on
 distribute = "none"        # none: one device | mirrored: all local GPUs (without GPUs, every
                            # logical CPU device; TensorFlow and JAX) | multiworker: several
                            # processes or machines, as set by the TF_CONFIG environment variable
-                           # (TensorFlow only; README, "Many GPUs or machines"). batch_size stays
+                           # (TensorFlow only; docs/distributed.md). batch_size stays
                            # the global batch: each of n replicas computes 1/n of it, so lr,
                            # epochs and results mean what they mean on one
 

@@ -142,8 +142,7 @@ def tf_config_task():
     text = os.environ.get("TF_CONFIG", "")
     if not text:
         raise ConfigError(f"distribute=multiworker needs the TF_CONFIG environment variable on "
-                          f"every worker, e.g. TF_CONFIG='{example}' (README, \"Many GPUs or "
-                          f"machines\")")
+                          f"every worker, e.g. TF_CONFIG='{example}' (docs/distributed.md)")
     try:
         conf = json.loads(text)
         cluster, kind, index = conf["cluster"], conf["task"]["type"], int(conf["task"]["index"])

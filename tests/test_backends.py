@@ -19,6 +19,7 @@ import pytest
 
 import backend
 import main
+import pipeline
 from conftest import kill_in_second_member
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def test_a_backend_refuses_what_it_cannot_do(monkeypatch):
 
 def test_jax_data_parallel_over_two_devices_matches_one_device(blocked, tmp_path):
     # 3131 training rows: the last batch (59) and others do not split evenly among 2 devices,
-    # so they are padded with samples weighted 0 (datasets.PAD_TO)
+    # so they are padded with samples weighted 0 (pipeline.PAD_TO)
     args = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
             "--batch_size=64", "--validation_fraction=0.1001"]
     one = run("jax", blocked, *args, f"--out_dir={tmp_path / 'one'}")
@@ -186,13 +187,12 @@ def test_padded_batches_give_the_unpadded_loss_and_metric():
     (Keras' running mean of the loss, a report only, weights a padded batch by its padded size.)"""
     import keras
 
-    import datasets
     from test_datasets import small_flow_dataset
     ds, _ = small_flow_dataset()
     arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
 
     def batch(part):
-        return datasets.gather_batch(ds, arrays, part, lambda a, i: a[i], np.transpose,
+        return pipeline.gather_batch(ds, arrays, part, lambda a, i: a[i], np.transpose,
                                      np.reshape)
     inputs = {k: keras.Input(shape=v.shape[1:], name=k) for k, v in batch(np.arange(2))[0].items()}
     x = keras.layers.Concatenate()([keras.layers.Flatten()(v) for v in inputs.values()])
@@ -206,18 +206,18 @@ def test_padded_batches_give_the_unpadded_loss_and_metric():
     rows = np.arange(ds.n_samples)
     found = []
     for pad_to in (1, 4):
-        datasets.PAD_TO = pad_to
+        pipeline.PAD_TO = pad_to
         try:
-            data = datasets.py_dataset(rows, 5, batch)
+            data = pipeline.py_dataset(rows, 5, batch)
             if pad_to > 1:
                 assert len(data[0][0]["closeness"]) == 8 and data[0][2][5:].sum() == 0
             found.append((model.evaluate(data, verbose=0, return_dict=True)["rmse"],
-                          datasets.predict(model, data)))
+                          pipeline.predict(model, data)))
             model.fit(data, epochs=1, shuffle=False, verbose=0)  # SGD steps, the same batches
             found[-1] += (model.get_weights(),)
             model.set_weights(start)
         finally:
-            datasets.PAD_TO = 1
+            pipeline.PAD_TO = 1
     (rmse, pred, weights), (rmse_padded, pred_padded, weights_padded) = found
     assert rmse_padded == pytest.approx(rmse, rel=1e-6)
     assert pred.shape == pred_padded.shape == (ds.n_samples, *ds.frames.shape[1:])
@@ -227,7 +227,7 @@ def test_padded_batches_give_the_unpadded_loss_and_metric():
 
 
 def test_precision_auto_keeps_float32_under_jax_on_a_bfloat16_cpu(monkeypatch):
-    # JAX's CPU compiler trains slower in bfloat16 than in float32 (README's speed table)
+    # JAX's CPU compiler trains slower in bfloat16 than in float32 (docs/backends.md, speed table)
     monkeypatch.setattr(backend, "cpu_flags", lambda: ["avx512f", "amx_bf16"])
     monkeypatch.setattr(backend, "gpu_capabilities", lambda: [])
     monkeypatch.setenv("KERAS_BACKEND", "jax")

@@ -13,6 +13,9 @@ import pytest
 
 import datasets
 import synthetic_city
+import cleaning
+import flowfiles
+import pipeline
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIKENYC_PATH = SHARED_DATA / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
@@ -53,25 +56,25 @@ def test_parse_timestamps_values_and_bytes():
              (date(2016, 2, 29), 48, 48), (date(2013, 7, 1), 17, 48), (date(1969, 12, 31), 3, 4)]
     for d, s, T in cases:
         expected = sid(d, s, T)
-        assert datasets.parse_timestamps([stamp(d, s)], T)[0] == expected
-        assert datasets.parse_timestamps(np.array([stamp(d, s).encode()], dtype="S10"),
+        assert flowfiles.parse_timestamps([stamp(d, s)], T)[0] == expected
+        assert flowfiles.parse_timestamps(np.array([stamp(d, s).encode()], dtype="S10"),
                                          T)[0] == expected
     # Hand values: 1970-01-01 slot 1 is 0; the next day's slot 1 is T.
-    assert datasets.parse_timestamps(["1970010101", "1970010201"], 24).tolist() == [0, 24]
-    assert datasets.parse_timestamps(["1970010148"], 48).tolist() == [47]
+    assert flowfiles.parse_timestamps(["1970010101", "1970010201"], 24).tolist() == [0, 24]
+    assert flowfiles.parse_timestamps(["1970010148"], 48).tolist() == [47]
 
 
 def test_parse_format_round_trip():
     stamps = ["2013070101", "2013123148", "2014010101", "2016022924", "2016030101", "2015110130",
               "2000022948", "1999123101"]
-    ids = datasets.parse_timestamps(stamps, 48)
-    assert list(datasets.format_timestamps(ids, 48)) == stamps
+    ids = flowfiles.parse_timestamps(stamps, 48)
+    assert list(flowfiles.format_timestamps(ids, 48)) == stamps
     # and the other way round over a contiguous range crossing a leap day and a year end
     T = 24
     ids = np.arange(sid(date(2015, 12, 30), 1, T), sid(date(2016, 3, 2), 24, T) + 1)
-    text = datasets.format_timestamps(ids, T)
+    text = flowfiles.format_timestamps(ids, T)
     assert [stamp_of_sid(i, T) for i in ids[::37]] == list(text[::37])
-    np.testing.assert_array_equal(datasets.parse_timestamps(text, T), ids)
+    np.testing.assert_array_equal(flowfiles.parse_timestamps(text, T), ids)
 
 
 def test_weekday_matches_datetime():
@@ -81,7 +84,7 @@ def test_weekday_matches_datetime():
     for T in (24, 48):
         for slot in (1, T):
             ids = np.array([sid(d, slot, T) for d in days])
-            assert datasets.weekday(ids, T).tolist() == [d.weekday() for d in days]
+            assert flowfiles.weekday(ids, T).tolist() == [d.weekday() for d in days]
 
 
 @pytest.mark.parametrize("bad, T", [
@@ -96,16 +99,16 @@ def test_weekday_matches_datetime():
     ("2014130101", 24),     # no such month
 ])
 def test_bad_stamps_raise(bad, T):
-    with pytest.raises(datasets.DataError):
-        datasets.parse_timestamps([stamp(date(2014, 4, 1), 1), bad], T)
-    with pytest.raises(datasets.DataError):
-        datasets.parse_timestamps(np.array([bad.encode()], dtype="S11"), T)
+    with pytest.raises(flowfiles.DataError):
+        flowfiles.parse_timestamps([stamp(date(2014, 4, 1), 1), bad], T)
+    with pytest.raises(flowfiles.DataError):
+        flowfiles.parse_timestamps(np.array([bad.encode()], dtype="S11"), T)
 
 
 def test_slot_T_is_accepted_but_T_plus_one_is_not():
-    assert datasets.parse_timestamps(["2014040148"], 48)[0] == sid(date(2014, 4, 1), 48, 48)
-    with pytest.raises(datasets.DataError):
-        datasets.parse_timestamps(["2014040148"], 24)
+    assert flowfiles.parse_timestamps(["2014040148"], 48)[0] == sid(date(2014, 4, 1), 48, 48)
+    with pytest.raises(flowfiles.DataError):
+        flowfiles.parse_timestamps(["2014040148"], 24)
 
 
 # ---- 2. build_index ----------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def test_complete_days_mask_drops_days_missing_a_slot():
     series = [s for s in full if s != d0 + 4 + 2]              # day 1 lacks its 3rd slot
     series += [d0 + 12 + 0, d0 + 12 + 3]                       # day 3: two slots only
     series = np.array(series[::-1])                            # order must not matter
-    mask = datasets.complete_days_mask(series, T)
+    mask = cleaning.complete_days_mask(series, T)
     day = (series - d0) // T
     np.testing.assert_array_equal(mask, (day == 0) | (day == 2))
     assert mask.sum() == 8
@@ -220,7 +223,7 @@ def test_metadata_features_known_dates():
 
 
 def test_load_holidays_real_file():
-    holidays = datasets.load_holidays(str(HOLIDAY_PATH))
+    holidays = flowfiles.load_holidays(str(HOLIDAY_PATH))
     text = read_holidays_independently()
     assert len(text) == 106 and len(holidays) == 106
     expected = {(date(int(t[:4]), int(t[4:6]), int(t[6:])) - EPOCH).days for t in text}
@@ -232,7 +235,7 @@ def test_load_holidays_real_file():
 
 def test_holiday_features_real_file():
     T = 48
-    holidays = datasets.load_holidays(str(HOLIDAY_PATH))
+    holidays = flowfiles.load_holidays(str(HOLIDAY_PATH))
     cases = [(date(2013, 1, 1), 1), (date(2013, 10, 3), 1), (date(2016, 6, 11), 1),
              (date(2014, 2, 1), 1),                       # a holiday Saturday
              (date(2013, 1, 8), 0), (date(2014, 3, 5), 0),  # normal weekdays
@@ -444,7 +447,7 @@ def test_taxibj_meteorology_not_covering_the_data_raises(tmp_path):
     _, meteo = write_taxibj(tmp_path)
     keep = sorted(k for k in meteo if k >= stamp(first + timedelta(days=9), 1))
     rewrite_meteorology(tmp_path, meteo, keep)
-    with pytest.raises(datasets.DataError, match="no entry within a day before"):
+    with pytest.raises(flowfiles.DataError, match="no entry within a day before"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
 
@@ -461,7 +464,7 @@ def test_taxibj_meteorology_scaling_ranges_are_kept(taxibj):
 def test_taxibj_missing_file_raises(tmp_path):
     write_taxibj(tmp_path)
     (tmp_path / "TaxiBJ" / "BJ15_M32x32_T30_InOut.h5").unlink()
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1)
 
 
@@ -499,14 +502,14 @@ def test_bikenyc_real_file(bikenyc):
 
 
 def test_bikenyc_too_many_test_days_raises():
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("bikenyc", str(SHARED_DATA), 3, 4, 4, 160)
 
 
 def test_unknown_dataset_and_missing_file_raise(tmp_path):
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("nosuch", str(tmp_path), 3, 1, 1, 1)
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
 
 
@@ -514,18 +517,18 @@ def test_bad_flow_files_raise(tmp_path):
     path = tmp_path / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
     path.parent.mkdir()
     path.write_text("not an HDF5 file")
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
     path.unlink()
     with h5py.File(path, "w") as f:     # no 'date' key
         f.create_dataset("data", data=np.zeros((10, 2, 16, 8)))
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
     path.unlink()
     with h5py.File(path, "w") as f:     # slot 25 in an hourly file
         f.create_dataset("data", data=np.zeros((2, 2, 16, 8)))
         f.create_dataset("date", data=np.array([b"2014040124", b"2014040125"]))
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
 
 
@@ -544,7 +547,7 @@ def test_minmax_scaler():
     sc2 = datasets.MinMaxScaler.from_dict(sc.to_dict())
     np.testing.assert_allclose(sc2.transform(y), sc.transform(y))
     np.testing.assert_allclose(sc2.inverse_transform(np.array([-1.0, 1.0])), [3.0, 11.0])
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         datasets.MinMaxScaler().fit(np.full((3, 3), 4.0))
 
 
@@ -590,7 +593,7 @@ def test_make_tf_dataset_matches_manual_construction():
         return 2.0 * (x - lo) / (hi - lo) - 1.0
 
     rows = [0, 3, n - 1, 5, n - 4]
-    x, y = collect(datasets.batches(ds, rows, batch_size=2))
+    x, y = collect(pipeline.batches(ds, rows, batch_size=2))
     assert set(x) == {"closeness", "period", "trend", "external"}
     assert x["closeness"].shape == (5, 3, 2, 6)
     assert x["period"].shape == (5, 3, 2, 4)
@@ -611,7 +614,7 @@ def test_make_tf_dataset_matches_manual_construction():
 
 def test_make_tf_dataset_zero_length_branch_and_no_external():
     ds, by_slot = small_flow_dataset(lc=2, lp=0, lq=1, ext_cols=0)
-    x, y = collect(datasets.batches(ds, [0, 1, 2], batch_size=8))
+    x, y = collect(pipeline.batches(ds, [0, 1, 2], batch_size=8))
     assert set(x) == {"closeness", "trend"}
     assert x["closeness"].shape == (3, 3, 2, 4) and x["trend"].shape == (3, 3, 2, 2)
     lo, hi = ds.scaler.min, ds.scaler.max
@@ -625,7 +628,7 @@ def test_make_tf_dataset_zero_length_branch_and_no_external():
 def test_make_tf_dataset_keeps_the_order_of_the_rows_given():
     ds, _ = small_flow_dataset()
     rows = np.random.default_rng(0).permutation(ds.n_samples)  # as training.epoch_order gives
-    x, y = collect(datasets.batches(ds, rows, batch_size=3))
+    x, y = collect(pipeline.batches(ds, rows, batch_size=3))
     np.testing.assert_array_equal(x["external"][:, 0].astype(int), rows)
     np.testing.assert_allclose(y, ds.scaler.transform(ds.targets(rows)), atol=1e-5)
 
@@ -633,9 +636,9 @@ def test_make_tf_dataset_keeps_the_order_of_the_rows_given():
 def test_pipelines_run_without_tf_data_autotuning():
     # With autotuning on, the end of each iterator waited for the tuner's thread to wake (periods
     # doubling up to 10 s), which stretched every fit/evaluate/predict call
-    # (datasets.pipeline_options).
+    # (backend.tf_pipeline_options).
     ds, _ = small_flow_dataset()
-    data = datasets.batches(ds, np.arange(ds.n_samples), batch_size=4)
+    data = pipeline.batches(ds, np.arange(ds.n_samples), batch_size=4)
     assert data.options().autotune.enabled is False
     import tensorflow as tf
     policy = data.options().experimental_distribute.auto_shard_policy
@@ -652,7 +655,7 @@ def test_synthetic_city_generate():
     assert flows.shape == (4392, 2, 16, 8) and flows.dtype == np.float64
     assert dates[0] == b"2014040101" and dates[-1] == b"2014093024"
     # contiguous hourly stamps, checked with datetime
-    ids = datasets.parse_timestamps(dates, 24)
+    ids = flowfiles.parse_timestamps(dates, 24)
     np.testing.assert_array_equal(np.diff(ids), 1)
     assert flows.min() >= 0
     np.testing.assert_array_equal(flows, np.round(flows))
@@ -691,7 +694,7 @@ def test_time_of_day_feature_is_the_targets_slot_one_hot_after_the_official_vect
                                use_time_of_day=True)
     assert ds.external.shape == (plain.n_samples, 9 + 24)
     np.testing.assert_array_equal(ds.external[:, :9], plain.external)
-    stamps = datasets.format_timestamps(ds.target_slots, 24)         # YYYYMMDD + slot 01..24
+    stamps = flowfiles.format_timestamps(ds.target_slots, 24)         # YYYYMMDD + slot 01..24
     hours = np.array([int(s[8:]) - 1 for s in stamps])
     np.testing.assert_array_equal(ds.external[:, 9:], np.eye(24)[hours])
 
@@ -714,8 +717,8 @@ def test_flow_file_in_the_wrong_layout_is_refused(tmp_path):
         f.create_dataset("data", data=np.zeros((5, 16, 8, 2)))  # (n, H, W, 2): not the release's
         f.create_dataset("date", data=np.array([stamp(date(2014, 4, 1), s) for s in range(1, 6)],
                                                dtype="S10"))
-    with pytest.raises(datasets.DataError, match=r"must be \(n, 2, H, W\)"):
-        datasets.load_flow_file(str(path))
+    with pytest.raises(flowfiles.DataError, match=r"must be \(n, 2, H, W\)"):
+        flowfiles.load_flow_file(str(path))
 
 
 def test_taxibj_weather_more_than_a_day_old_is_refused(tmp_path):
@@ -724,7 +727,7 @@ def test_taxibj_weather_more_than_a_day_old_is_refused(tmp_path):
     end = stamp(BJ_STARTS[16] + timedelta(days=BJ_DAYS - 2), 1)
     keep = sorted(k for k in meteo if k < end)
     rewrite_meteorology(tmp_path, meteo, keep)
-    with pytest.raises(datasets.DataError, match="no entry within a day before 2016040"):
+    with pytest.raises(flowfiles.DataError, match="no entry within a day before 2016040"):
         datasets.load_dataset("taxibj", str(tmp_path), 3, 1, 1, 1, use_meta=True,
                               use_holiday=True, use_meteorology=True)
 

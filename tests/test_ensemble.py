@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import datasets
+import pipeline
 from conftest import kill_in_second_member
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_each_member_is_the_single_run_of_its_seed_and_the_model_averages_them(e
                                cfg["len_period"], cfg["len_trend"], cfg["days_test"],
                                cfg["use_meta"], cfg["use_holiday"], cfg["use_meteorology"])
     ds.scaler = datasets.MinMaxScaler.from_dict(json.loads((run_dir / "scaler.json").read_text()))
-    x = next(iter(datasets.batches(ds, np.arange(ds.n_train, ds.n_samples), 240)))[0]
+    x = next(iter(pipeline.batches(ds, np.arange(ds.n_train, ds.n_samples), 240)))[0]
     both = [model.get_layer(f"member{i}").predict(x, verbose=0) for i in (1, 2)]
     assert not np.allclose(both[0], both[1])
     np.testing.assert_allclose(model.predict(x, verbose=0), np.mean(both, axis=0), atol=1e-6)

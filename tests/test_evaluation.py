@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-import datasets
 import evaluation
+import flowfiles
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIKENYC_PATH = SHARED_DATA / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
@@ -76,11 +76,11 @@ def test_historical_average_hand_built():
     ha = evaluation.historical_average(frames, slots, T, targets[[0, 1, 3]], before=6)
     np.testing.assert_allclose(ha[:, 0, 0, 0], [30.0, (100.0 + 7.0) / 2, 30.0])
     # a Wednesday slot has no history at all
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         evaluation.historical_average(frames, slots, T,
                                       np.array([sid(date(2014, 4, 23), 1, T)]), before=6)
     # with before = 1 a Monday slot 2 target has no history (only mon1 slot 1 is before)
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         evaluation.historical_average(frames, slots, T, np.array([sid(mon3, 2, T)]), before=1)
 
 
@@ -112,7 +112,7 @@ def test_last_frame_across_gap():
     # 106 -> 105; 101 -> 100
     np.testing.assert_array_equal(pred[:, 0, 0, 0], [102, 106, 102, 105, 100])
     assert pred.shape == (5, 2, 2, 2)
-    with pytest.raises(datasets.DataError):
+    with pytest.raises(flowfiles.DataError):
         evaluation.last_frame(frames, slots, np.array([100]))
 
 

@@ -1,5 +1,5 @@
 """Many corrupted variants of one valid small flow file, each loaded the way main.py loads a file:
-every variant either loads to exactly the samples of the valid file or raises datasets.DataError,
+every variant either loads to exactly the samples of the valid file or raises flowfiles.DataError,
 never another exception and never different samples.
 
 Two families: content corruptions rewritten with h5py (each with the outcome it must have), and
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import datasets
+import flowfiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def outcome(path, reference):
     """'same', or 'error' (a DataError); anything else fails the test."""
     try:
         ds = load(path)
-    except datasets.DataError as err:
+    except flowfiles.DataError as err:
         assert str(err), "an error must say something"
         return "error"
     assert same_samples(ds, reference), f"{path.name} loaded to different samples"

@@ -6,6 +6,7 @@ import pytest
 
 import datasets
 import libcity
+import flowfiles
 
 # A NYCBike20140409-style data set in LibCity's text, 2 x 3 grid, lines cell by cell (time within
 # a cell) as LibCity's converters write them; new_flow = 100 row + 10 column + t, end_flow = that
@@ -82,7 +83,7 @@ def test_literal_libcity_text_lands_at_row_column_flow(tmp_path):
     t, r, c = np.meshgrid(range(2), range(2), range(3), indexing="ij")
     assert np.array_equal(frames[..., 0], 100 * r + 10 * c + t)
     assert np.array_equal(frames[..., 1], 1000 + 100 * r + 10 * c + t)
-    assert np.array_equal(slot_ids, datasets.parse_timestamps(["2014040102", "2014040103"], 24))
+    assert np.array_equal(slot_ids, flowfiles.parse_timestamps(["2014040102", "2014040103"], 24))
 
 
 def test_interval_from_config_or_inferred(tmp_path):
@@ -222,7 +223,7 @@ def test_grid_files_load_like_the_same_hdf5_file(tmp_path):
                        flow_names=("pickup", "dropoff"))
     with h5py.File(tmp_path / "city.h5", "w") as f:
         f["data"] = np.moveaxis(frames, -1, 1).astype(np.float64)
-        f["date"] = np.char.encode(datasets.format_timestamps(slot_ids, T), "ascii")
+        f["date"] = np.char.encode(flowfiles.format_timestamps(slot_ids, T), "ascii")
     grids = f"{tmp_path / 'CITY' / 'CITY2021a.grid'},{tmp_path / 'CITY' / 'CITY2021b.grid'}"
     a = datasets.load_dataset(grids, "", 3, 1, 1, 1)
     b = datasets.load_dataset(str(tmp_path / "city.h5"), "", 3, 1, 1, 1)
@@ -230,7 +231,7 @@ def test_grid_files_load_like_the_same_hdf5_file(tmp_path):
     np.testing.assert_array_equal(a.slot_ids, b.slot_ids)
     np.testing.assert_array_equal(a.external, b.external)
     assert a.T == T and a.n_samples == b.n_samples
-    assert datasets.flow_names(grids) == ("pickup", "dropoff")
+    assert flowfiles.flow_names(grids) == ("pickup", "dropoff")
     assert any("LibCity grid file(s), flows pickup, dropoff, 24 slots a day" in line
                for line in a.notes)
 
@@ -239,9 +240,9 @@ def test_grid_errors_reach_the_run_as_data_errors(tmp_path):
     libcity.write_grid(str(tmp_path), "A", np.ones((48, 2, 2, 2)), 18700 * 24 + np.arange(48), 24)
     libcity.write_grid(str(tmp_path / "h"), "B", np.ones((96, 2, 2, 2)),
                        18702 * 48 + np.arange(96), 48)
-    with pytest.raises(datasets.DataError, match="B.grid has 48 slots a day, not 24"):
-        datasets.load_series(f"{tmp_path / 'A.grid'},{tmp_path / 'h' / 'B.grid'}", "")
-    with pytest.raises(datasets.DataError, match="not found"):
-        datasets.load_series(str(tmp_path / "nope.grid"), "")
-    with pytest.raises(datasets.DataError, match="not both"):
-        datasets.load_series(f"{tmp_path / 'A.grid'},{tmp_path / 'x.h5'}", "")
+    with pytest.raises(flowfiles.DataError, match="B.grid has 48 slots a day, not 24"):
+        flowfiles.load_series(f"{tmp_path / 'A.grid'},{tmp_path / 'h' / 'B.grid'}", "")
+    with pytest.raises(flowfiles.DataError, match="not found"):
+        flowfiles.load_series(str(tmp_path / "nope.grid"), "")
+    with pytest.raises(flowfiles.DataError, match="not both"):
+        flowfiles.load_series(f"{tmp_path / 'A.grid'},{tmp_path / 'x.h5'}", "")

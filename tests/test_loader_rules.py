@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import datasets
+import cleaning
+import flowfiles
 
 
 def stamps(first_day, days, T, first_slot=1):
@@ -55,7 +57,7 @@ def test_zero_based_half_hours_and_a_given_T(tmp_path):
     dates = stamps(date(2021, 3, 1), 4, 24, first_slot=0)
     dates[30] = "2021030224"
     hourly = write(tmp_path / "hourly.h5", dates)
-    with pytest.raises(datasets.DataError, match="hourly.h5 holds both slot 00 and slot 24"):
+    with pytest.raises(flowfiles.DataError, match="hourly.h5 holds both slot 00 and slot 24"):
         load(hourly, slots_per_day=24)
 
 
@@ -63,14 +65,14 @@ def test_a_file_mixing_both_numberings_is_refused(tmp_path):
     dates = stamps(date(2021, 3, 1), 3, 24)
     dates[5] = "2021030200"  # one 00 among 01..24
     path = write(tmp_path / "mixed.h5", dates)
-    with pytest.raises(datasets.DataError, match="mixed.h5 holds both slot 00 and slot 24"):
+    with pytest.raises(flowfiles.DataError, match="mixed.h5 holds both slot 00 and slot 24"):
         load(path)
 
 
 def test_files_mixing_numberings_are_refused_naming_the_file(tmp_path):
     zero = write(tmp_path / "a_zero.h5", stamps(date(2021, 3, 1), 4, 24, first_slot=0))
     one = write(tmp_path / "b_one.h5", stamps(date(2021, 3, 5), 4, 24))
-    with pytest.raises(datasets.DataError, match="b_one.h5 numbers its slots up to 24 while "
+    with pytest.raises(flowfiles.DataError, match="b_one.h5 numbers its slots up to 24 while "
                                                  ".*a_zero.h5 starts at 00"):
         load(f"{zero},{one}")
 
@@ -78,7 +80,7 @@ def test_files_mixing_numberings_are_refused_naming_the_file(tmp_path):
 def test_repeats_error_names_count_examples_and_option(tmp_path):
     a = write(tmp_path / "a.h5", stamps(date(2021, 3, 1), 4, 24))
     b = write(tmp_path / "b.h5", stamps(date(2021, 3, 4), 4, 24))  # day 4 in both
-    with pytest.raises(datasets.DataError, match=r"24 time stamp\(s\) appear more than once, "
+    with pytest.raises(flowfiles.DataError, match=r"24 time stamp\(s\) appear more than once, "
                                                  r"e\.g\. 2021030401, 2021030402, 2021030403 "
                                                  r"\.\.\..*--duplicates=first"):
         load(f"{a},{b}")
@@ -153,7 +155,7 @@ def test_keep_warns_of_zeros_between_busy_slots_only(tmp_path, capsys):
 def test_outage_like_needs_busy_neighbours_on_both_sides():
     ids = np.arange(10)
     totals = np.array([50, 50, 0, 50, 3, 0, 0, 60, 0, 0], float)
-    np.testing.assert_array_equal(datasets.outage_like(ids, totals),
+    np.testing.assert_array_equal(cleaning.outage_like(ids, totals),
                                   [0, 0, 1, 0, 0, 0, 0, 0, 1, 1])
 
 
@@ -162,7 +164,7 @@ def test_named_data_sets_follow_the_same_rules(tmp_path):
     folder.mkdir()
     dates = stamps(date(2014, 4, 1), 20, 24)
     write(folder / "NYC14_M16x8_T60_NewEnd.h5", dates + dates[-24:])  # the last day twice
-    with pytest.raises(datasets.DataError, match="24 time stamp.*--duplicates="):
+    with pytest.raises(flowfiles.DataError, match="24 time stamp.*--duplicates="):
         datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1)
     ds = datasets.load_dataset("bikenyc", str(tmp_path), 3, 1, 1, 1, duplicates="last")
     assert len(ds.slot_ids) == 20 * 24
@@ -176,7 +178,7 @@ def test_forecast_data_follow_the_same_rules(tmp_path):
     data[10] = 0
     path = write(tmp_path / "a.h5", dates + dates[-3:], np.concatenate([data, data[-3:] + 50]))
     args = (path, "", 24, True, False, False, "", "", {})
-    with pytest.raises(datasets.DataError, match="3 time stamp.*--duplicates="):
+    with pytest.raises(flowfiles.DataError, match="3 time stamp.*--duplicates="):
         datasets.load_for_forecast(*args)
     frames, slot_ids, _ = datasets.load_for_forecast(*args, duplicates="last",
                                                      empty_slots="missing")
@@ -191,12 +193,12 @@ def test_files_of_another_grid_are_refused_for_both_formats(tmp_path):
     with h5py.File(b, "w") as f:
         f["data"] = np.ones((48, 2, 3, 3))
         f["date"] = np.array(stamps(date(2021, 3, 3), 2, 24), dtype="S10")
-    with pytest.raises(datasets.DataError, match=r"b.h5: grid \(3, 3\) differs from .*a.h5's "
+    with pytest.raises(flowfiles.DataError, match=r"b.h5: grid \(3, 3\) differs from .*a.h5's "
                                                  r"\(4, 3\); the files must share one grid"):
-        datasets.load_series(f"{a},{b}", "")
+        flowfiles.load_series(f"{a},{b}", "")
     ids = 18700 * 24 + np.arange(48)
     libcity.write_grid(str(tmp_path / "g"), "A", np.ones((48, 4, 3, 2)), ids, 24)
     libcity.write_grid(str(tmp_path / "h"), "B", np.ones((48, 3, 3, 2)), ids + 48, 24)
-    with pytest.raises(datasets.DataError, match=r"B.grid: grid \(3, 3\) differs from .*A.grid's "
+    with pytest.raises(flowfiles.DataError, match=r"B.grid: grid \(3, 3\) differs from .*A.grid's "
                                                  r"\(4, 3\)"):
-        datasets.load_series(f"{tmp_path / 'g' / 'A.grid'},{tmp_path / 'h' / 'B.grid'}", "")
+        flowfiles.load_series(f"{tmp_path / 'g' / 'A.grid'},{tmp_path / 'h' / 'B.grid'}", "")

@@ -12,9 +12,13 @@ import pytest
 
 import backend
 import datasets
-import main
 import params
 import training
+import flowfiles
+import pipeline
+import report
+import run_folder
+import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +41,7 @@ def run_main(*args, cwd=ROOT):
 # ---- configuration -------------------------------------------------------------------------------
 
 def test_overrides_are_type_checked_and_applied():
-    main.apply_overrides(["--dataset=bikenyc", "--lr=1", "--batch_norm=True", "--len_trend=2"])
+    settings.apply_overrides(["--dataset=bikenyc", "--lr=1", "--batch_norm=True", "--len_trend=2"])
     assert params.dataset == "bikenyc"
     assert params.lr == 1.0 and isinstance(params.lr, float)
     assert params.batch_norm is True and params.len_trend == 2
@@ -51,19 +55,19 @@ def test_overrides_are_type_checked_and_applied():
     ("lr=1", "--key=value"),
 ])
 def test_bad_overrides_name_the_problem(arg, message):
-    with pytest.raises(main.ConfigError, match=message.replace("(", r"\(")):
-        main.apply_overrides([arg])
+    with pytest.raises(settings.ConfigError, match=message.replace("(", r"\(")):
+        settings.apply_overrides([arg])
 
 
 def test_dataset_defaults_are_the_papers_and_explicit_values_win():
-    main.apply_overrides(["--dataset=taxibj"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--dataset=taxibj"])
+    cfg = settings.resolve_config()
     assert (cfg["T"], cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]) == (48, 3, 1, 1)
     assert (cfg["nb_residual_unit"], cfg["patience"], cfg["days_test"]) == (12, 2, 28)
     assert cfg["use_holiday"] and cfg["use_meteorology"]
     importlib.reload(params)
-    main.apply_overrides(["--dataset=bikenyc", "--nb_residual_unit=2"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--dataset=bikenyc", "--nb_residual_unit=2"])
+    cfg = settings.resolve_config()
     assert (cfg["T"], cfg["len_period"], cfg["len_trend"], cfg["patience"]) == (24, 4, 4, 5)
     assert cfg["nb_residual_unit"] == 2 and not cfg["use_meteorology"]
 
@@ -84,9 +88,9 @@ def test_dataset_defaults_are_the_papers_and_explicit_values_win():
     (["--output_activation=relu"], "output_activation must be one of tanh, linear"),
 ])
 def test_impossible_settings_are_rejected(args, message):
-    main.apply_overrides(args)
-    with pytest.raises(main.ConfigError, match=message):
-        main.resolve_config()
+    settings.apply_overrides(args)
+    with pytest.raises(settings.ConfigError, match=message):
+        settings.resolve_config()
 
 
 def test_cli_errors_are_one_clear_line_and_leave_no_run_folder(tmp_path):
@@ -109,9 +113,9 @@ def test_too_little_data_is_reported_with_the_sample_counts(tmp_path):
 
 
 def test_run_folders_are_never_reused(tmp_path):
-    first = main.new_run_dir(str(tmp_path), "x")
+    first = run_folder.new_run_dir(str(tmp_path), "x")
     (Path(first) / "model.keras").write_text("earlier result")
-    second = main.new_run_dir(str(tmp_path), "x")
+    second = run_folder.new_run_dir(str(tmp_path), "x")
     assert first != second and (Path(first) / "model.keras").read_text() == "earlier result"
 
 
@@ -163,7 +167,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     ds.scaler = datasets.MinMaxScaler.from_dict(json.loads((run_dir / "scaler.json").read_text()))
     rows = np.arange(ds.n_train, ds.n_samples)
     pred = ds.scaler.inverse_transform(
-        model.predict(datasets.batches(ds, rows, 256), verbose=0))
+        model.predict(pipeline.batches(ds, rows, 256), verbose=0))
     assert evaluation.rmse(ds.targets(rows), pred) == pytest.approx(metrics["rmse"], rel=1e-5)
 
     # The test predictions file: the release layout, the truth beside it, the reported RMSE.
@@ -171,7 +175,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     with h5py.File(run_dir / "test_predictions.h5", "r") as f:
         assert f["data"].shape == (240, 2, 16, 8) and f["truth"].shape == (240, 2, 16, 8)
         np.testing.assert_array_equal(f["truth"][()], np.moveaxis(ds.targets(rows), -1, 1))
-        assert f["date"][0] == datasets.format_timestamps(ds.target_slots[ds.n_train:][:1], 24)[0].encode()
+        assert f["date"][0] == flowfiles.format_timestamps(ds.target_slots[ds.n_train:][:1], 24)[0].encode()
         err = f["data"][()] - f["truth"][()]
     assert np.sqrt(np.mean(err ** 2)) == pytest.approx(metrics["rmse"], rel=1e-5)
 
@@ -226,8 +230,8 @@ def test_results_table_compares_each_paper_row_in_its_own_convention():
     for s in ("", "_ha", "_last"):
         m.update({f"rmse{s}": 1.0, f"mae{s}": 1.0, f"rmse{s}_flow0": 1.0, f"rmse{s}_flow1": 1.0,
                   f"rmse_paper{s}": 2.0})
-    taxibj = main.results_table(m, "taxibj").splitlines()
-    bikenyc = main.results_table(m, "bikenyc").splitlines()
+    taxibj = report.results_table(m, "taxibj").splitlines()
+    bikenyc = report.results_table(m, "bikenyc").splitlines()
     header = taxibj[0]
     (row,) = [line for line in taxibj if "L12-E-BN" in line]
     assert row.rstrip().endswith("16.69") and len(row.rstrip()) == header.index("RMSE") + 4
@@ -259,14 +263,14 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
     """Each 'epoch' sets every weight to a known value; what the loop keeps is then known:
     stage 1's best epoch (by validation RMSE), stage 2's mean of its last average_last epochs,
     and the stage-2 rates of the schedule."""
-    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=6", "--patience=2",
+    settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=6", "--patience=2",
                           "--epochs_cont=5", "--average_last=3", "--lr_schedule=cosine",
                           "--verbose=0", "--len_period=0", "--len_trend=0"])
-    cfg = main.resolve_config()
+    cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
                                None, "", "")
-    model = main.build_and_compile(cfg, ds)
-    fit_rows, val_rows = main.split_rows(ds, cfg["validation_fraction"])
+    model = training.build_and_compile(cfg, ds)
+    fit_rows, val_rows = training.split_rows(ds, cfg["validation_fraction"])
     values = {1: [0.0, 0.001, 5.0, 6.0, 7.0, 8.0], 2: [0.1, 0.2, 0.3, 0.5, 0.9]}  # best: epoch 2
     rates = []
 
@@ -292,11 +296,11 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
 
 
 def test_training_options_reach_the_compiled_model():
-    main.apply_overrides(["--weight_decay=0.001", "--loss=huber", "--huber_delta=0.25"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--weight_decay=0.001", "--loss=huber", "--huber_delta=0.25"])
+    cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 1, 0, 0, 1, True, False, False,
                                None, "", "")
-    model = main.build_and_compile(cfg, ds)
+    model = training.build_and_compile(cfg, ds)
     assert type(model.optimizer).__name__ == "AdamW"
     assert model.optimizer.weight_decay == pytest.approx(0.001)
     assert type(model.loss).__name__ == "Huber"
@@ -309,10 +313,10 @@ def test_training_options_reach_the_compiled_model():
 def test_warmup_ramps_stage1s_rate_step_by_step_and_is_off_by_default():
     """Over n = 1.5 epochs of 4 steps the rate of stage-1 step s is lr (s + 1) / 6, then lr;
     later epochs and stage 2 get no callback, and a real fit applies it."""
-    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--verbose=0",
+    settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--verbose=0",
                           "--len_period=0", "--len_trend=0", "--batch_size=8",
                           "--warmup_epochs=1.5"])
-    cfg = main.resolve_config()
+    cfg = settings.resolve_config()
 
     class Fake:  # what the callback touches: model.optimizer.learning_rate
         optimizer = type("Opt", (), {"learning_rate": None})()
@@ -328,7 +332,7 @@ def test_warmup_ramps_stage1s_rate_step_by_step_and_is_off_by_default():
 
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
                                None, "", "")
-    model = main.build_and_compile(cfg, ds)
+    model = training.build_and_compile(cfg, ds)
     rate = lambda: float(np.asarray(model.optimizer.learning_rate))  # noqa: E731
     training.fit_one_epoch(model, ds, np.arange(32), cfg, 1, 0)  # steps 0-3: the last at 4/6
     assert rate() == pytest.approx(cfg["lr"] * 4 / 6)
@@ -342,29 +346,29 @@ def test_warmup_ramps_stage1s_rate_step_by_step_and_is_off_by_default():
 
 def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_output():
     import keras
-    main.apply_overrides(["--precision=mixed_bfloat16", "--nb_filters=4", "--nb_residual_unit=1"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--precision=mixed_bfloat16", "--nb_filters=4", "--nb_residual_unit=1"])
+    cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 4, 4, 10, True, False, False,
                                None, "", "")
     keras.mixed_precision.set_global_policy(cfg["precision"])
     try:
-        model = main.build_and_compile(cfg, ds)
+        model = training.build_and_compile(cfg, ds)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert convs and all(c.compute_dtype == "bfloat16" for c in convs)
     assert all(w.dtype == "float32" for w in model.weights)
-    pred = main.predict_test(model, ds)
+    pred = report.predict_test(model, ds)
     assert model.output.dtype == "float32" and np.isfinite(pred).all()
 
 
 def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
-    main.apply_overrides(["--dataset=bikenyc"])
-    paper = main.resolve_config()
+    settings.apply_overrides(["--dataset=bikenyc"])
+    paper = settings.resolve_config()
     assert (paper["lr_schedule"], paper["average_last"], paper["lr_cont"]) == ("constant", 0, 0.0)
     importlib.reload(params)
-    main.apply_overrides(["--dataset=bikenyc", "--preset=improved", "--average_last=5"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--dataset=bikenyc", "--preset=improved", "--average_last=5"])
+    cfg = settings.resolve_config()
     preset = params.PRESETS["improved"]
     assert preset and all(cfg[k] == v for k, v in preset.items() if k != "average_last")
     assert cfg["average_last"] == 5
@@ -373,38 +377,38 @@ def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
 
 
 def test_a_diverged_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
-    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=3", "--verbose=0",
+    settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=3", "--verbose=0",
                           "--len_period=0", "--len_trend=0"])
-    cfg = main.resolve_config()
+    cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
                                None, "", "")
-    model = main.build_and_compile(cfg, ds)
+    model = training.build_and_compile(cfg, ds)
     monkeypatch.setattr(training, "fit_one_epoch", lambda *a: (float("nan"), float("nan")))
     with pytest.raises(training.Diverged, match="diverged in stage 1, epoch 1: loss nan.*Lower "
                                                 "the learning rate"):
-        training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path), lambda m: None)
+        training.train(model, ds, cfg, *training.split_rows(ds, 0.1), str(tmp_path), lambda m: None)
 
 
 def test_a_collapse_to_a_constant_prediction_stops_stage1_with_the_fix(tmp_path, monkeypatch):
     """Three epochs with the same validation RMSE (to 1e-6) stop the run naming the fixes;
     ones that still move by 1e-5, or a validation RMSE of 0, do not."""
-    main.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--verbose=0",
+    settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=4", "--verbose=0",
                           "--len_period=0", "--len_trend=0", "--patience=10", "--epochs_cont=0"])
-    cfg = main.resolve_config()
+    cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(ROOT / "data"), 3, 0, 0, 1, True, False, False,
                                None, "", "")
-    model = main.build_and_compile(cfg, ds)
+    model = training.build_and_compile(cfg, ds)
     monkeypatch.setattr(training, "fit_one_epoch", lambda *a: (0.00544, 0.1592))
     vals = iter([0.2, 0.1738, 0.1738, 0.1738])
     model.evaluate = lambda *a, **k: {"loss": 0.0, "rmse": next(vals)}
     with pytest.raises(training.Collapsed, match=r"stayed at 0.1738 for 3 epochs \(epochs 2-4\)"
                                                  r".*--output_bias=True.*--warmup_epochs=1"):
-        training.train(model, ds, cfg, *main.split_rows(ds, 0.1), str(tmp_path / "a"),
+        training.train(model, ds, cfg, *training.split_rows(ds, 0.1), str(tmp_path / "a"),
                        lambda m: None)
     # still moving by 1e-5, or a perfect fit: not a collapse
     for i, run in enumerate(([0.2, 0.1738, 0.17381, 0.1738], [0.2, 0.0, 0.0, 0.0])):
         vals = iter(run)
-        history, _, _ = training.train(model, ds, cfg, *main.split_rows(ds, 0.1),
+        history, _, _ = training.train(model, ds, cfg, *training.split_rows(ds, 0.1),
                                        str(tmp_path / f"b{i}"), lambda m: None)
         assert history["stage"] == [1, 1, 1, 1]
 
@@ -421,11 +425,11 @@ def test_precision_auto_picks_bfloat16_only_on_native_hardware(monkeypatch, flag
     assert policy == expected and why.startswith("auto:")
     assert backend.resolve_precision("float32") == ("float32", "as set")
     assert backend.resolve_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
-    main.apply_overrides(["--precision=auto"])
-    assert main.resolve_config()["precision"] == "auto"
-    main.apply_overrides(["--precision=bf16"])
-    with pytest.raises(main.ConfigError, match="precision must be one of"):
-        main.resolve_config()
+    settings.apply_overrides(["--precision=auto"])
+    assert settings.resolve_config()["precision"] == "auto"
+    settings.apply_overrides(["--precision=bf16"])
+    with pytest.raises(settings.ConfigError, match="precision must be one of"):
+        settings.resolve_config()
 
 
 def test_load_run_fills_the_settings_an_older_folder_lacks(tmp_path):
@@ -433,7 +437,7 @@ def test_load_run_fills_the_settings_an_older_folder_lacks(tmp_path):
     (tmp_path / "params.json").write_text(json.dumps({"dataset": "bikenyc", "weight_decay": 0.3}))
     (tmp_path / "scaler.json").write_text(json.dumps({"min": 0.0, "max": 1.0}))
     (tmp_path / "model.keras").write_bytes(b"")
-    run, scaler = main.load_run(str(tmp_path))
+    run, scaler = run_folder.load_run(str(tmp_path))
     assert scaler == {"min": 0.0, "max": 1.0}
     assert run["holiday_file"] == "" and run["meteorology_file"] == ""
     assert run["use_time_of_day"] is False and run["loss"] == "mse"

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import datasets
-import main
 import params
+import flowfiles
+import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +55,12 @@ def test_quirky_file_is_read_in_time_order_with_incomplete_days_dropped(tmp_path
     assert ds.dropped_days == ["20200105"]
     assert len(ds.frames) == 19 * 48 and np.all(np.diff(ds.slot_ids) > 0)
     # the frame at each time stamp is the file's row with that stamp
-    stamp_of = datasets.format_timestamps(ds.slot_ids, 48)
+    stamp_of = flowfiles.format_timestamps(ds.slot_ids, 48)
     for i in (0, 100, len(stamp_of) - 1):
         row = shuffled.index(stamp_of[i])
         np.testing.assert_array_equal(ds.frames[i], np.moveaxis(data[row], 0, -1))
     # targets need t-1..t-3, t-48 and t-7*48: day 8 needs day 1; day 5 gone removes 5, 6, 12
-    target_days = sorted({s[:8] for s in datasets.format_timestamps(ds.target_slots, 48)})
+    target_days = sorted({s[:8] for s in flowfiles.format_timestamps(ds.target_slots, 48)})
     assert target_days[0] == "20200108" and "20200112" not in target_days
     assert ds.n_test == 2 * 48
 
@@ -68,14 +69,14 @@ def test_duplicate_stamps_are_named(tmp_path):
     dates = stamps(date(2020, 1, 1), 10, 24)
     dates[30] = dates[29]
     write_flows(tmp_path / "dup.h5", dates)
-    with pytest.raises(datasets.DataError, match=f"1 time stamp.s. appear more than once, e.g. {dates[29]}.*--duplicates=first"):
+    with pytest.raises(flowfiles.DataError, match=f"1 time stamp.s. appear more than once, e.g. {dates[29]}.*--duplicates=first"):
         datasets.load_dataset(str(tmp_path / "dup.h5"), "", 3, 1, 1, 1)
 
 
 def test_slots_per_day_that_cannot_be_inferred_asks_for_it(tmp_path):
     dates = [d for d in stamps(date(2020, 1, 1), 10, 24) if not d.endswith("24")]
     write_flows(tmp_path / "no_midnight.h5", dates)
-    with pytest.raises(datasets.DataError, match="largest slot number is 23.*--slots_per_day"):
+    with pytest.raises(flowfiles.DataError, match="largest slot number is 23.*--slots_per_day"):
         datasets.load_dataset(str(tmp_path / "no_midnight.h5"), "", 3, 1, 1, 1)
 
 
@@ -85,7 +86,7 @@ def test_several_files_are_joined_and_must_share_a_grid(tmp_path):
     ds = datasets.load_dataset(f"{tmp_path / 'a.h5'},{tmp_path / 'b.h5'}", "", 3, 1, 1, 2)
     assert len(ds.frames) == 20 * 24 and ds.n_samples == 20 * 24 - 7 * 24
     write_flows(tmp_path / "c.h5", stamps(date(2020, 1, 11), 10, 24), grid=(5, 3))
-    with pytest.raises(datasets.DataError, match="differs from"):
+    with pytest.raises(flowfiles.DataError, match="differs from"):
         datasets.load_dataset(f"{tmp_path / 'a.h5'},{tmp_path / 'c.h5'}", "", 3, 1, 1, 2)
 
 
@@ -94,23 +95,23 @@ def test_a_holiday_file_adds_the_holiday_feature_to_bikenyc(tmp_path):
     ds = datasets.load_dataset("bikenyc", str(SHARED), 3, 4, 4, 10, use_holiday=True,
                                holiday_file=str(tmp_path / "us.txt"))
     assert ds.external.shape[1] == 9
-    days = {s[:8] for s in datasets.format_timestamps(ds.target_slots[ds.external[:, 8] == 1], 24)}
+    days = {s[:8] for s in flowfiles.format_timestamps(ds.target_slots[ds.external[:, 8] == 1], 24)}
     assert days == {"20140526", "20140704", "20140901"}
 
 
 def test_config_for_a_file_uses_its_side_files_and_rejects_other_paths():
-    main.apply_overrides(["--dataset=my city.h5", "--holiday_file=h.txt"])
-    cfg = main.resolve_config()
+    settings.apply_overrides(["--dataset=my city.h5", "--holiday_file=h.txt"])
+    cfg = settings.resolve_config()
     assert cfg["use_holiday"] is True and cfg["use_meteorology"] is False
     assert cfg["slots_per_day"] is None and (cfg["len_period"], cfg["len_trend"]) == (1, 1)
     importlib.reload(params)
-    main.apply_overrides(["--dataset=city.csv"])
-    with pytest.raises(main.ConfigError, match="path of an HDF5 flow file"):
-        main.resolve_config()
+    settings.apply_overrides(["--dataset=city.csv"])
+    with pytest.raises(settings.ConfigError, match="path of an HDF5 flow file"):
+        settings.resolve_config()
     importlib.reload(params)
-    main.apply_overrides(["--dataset=bikenyc", "--slots_per_day=48"])
-    with pytest.raises(main.ConfigError, match="bikenyc has 24 slots a day"):
-        main.resolve_config()
+    settings.apply_overrides(["--dataset=bikenyc", "--slots_per_day=48"])
+    with pytest.raises(settings.ConfigError, match="bikenyc has 24 slots a day"):
+        settings.resolve_config()
 
 
 def test_main_runs_on_your_own_file(tmp_path):

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 import datasets
-import main
+import flowfiles
+import report
+import run_folder
+import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +51,7 @@ def write_flows(path, days=12, T=24, scale=None, edit=None):
 ])
 def test_bad_values_name_the_file_and_the_slot(tmp_path, edit, message):
     path = write_flows(tmp_path / "city.h5", edit=edit)
-    with pytest.raises(datasets.DataError, match=message) as err:
+    with pytest.raises(flowfiles.DataError, match=message) as err:
         datasets.load_dataset(str(path), "", 3, 1, 1, 2)
     assert str(path) in str(err.value) or "city.h5" in str(err.value)
 
@@ -58,13 +61,13 @@ def test_a_truncated_or_foreign_file_is_a_clear_error(tmp_path):
     (tmp_path / "cut.h5").write_bytes(good.read_bytes()[:3000])
     (tmp_path / "text.h5").write_text("date,inflow,outflow\n")
     for name in ("cut.h5", "text.h5"):
-        with pytest.raises(datasets.DataError, match="not a readable HDF5 file.*truncated"):
-            datasets.load_flow_file(str(tmp_path / name))
+        with pytest.raises(flowfiles.DataError, match="not a readable HDF5 file.*truncated"):
+            flowfiles.load_flow_file(str(tmp_path / name))
 
 
 def test_a_series_too_short_says_how_many_samples_remain_and_what_is_needed(tmp_path):
     path = write_flows(tmp_path / "short.h5", days=3)
-    with pytest.raises(datasets.DataError, match=r"only 0 samples .* \(lengths 3/1/1\), but "
+    with pytest.raises(flowfiles.DataError, match=r"only 0 samples .* \(lengths 3/1/1\), but "
                                                   r"the test period alone needs 48 .* and "
                                                   r"training at least 2 more"):
         datasets.load_dataset(str(path), "", 3, 1, 1, 2)
@@ -72,11 +75,11 @@ def test_a_series_too_short_says_how_many_samples_remain_and_what_is_needed(tmp_
 
 def test_holiday_list_that_is_not_text_or_not_dates(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(datasets.DataError, match="not a readable text holiday list"):
-        datasets.load_holidays(str(tmp_path / "bin.txt"))
+    with pytest.raises(flowfiles.DataError, match="not a readable text holiday list"):
+        flowfiles.load_holidays(str(tmp_path / "bin.txt"))
     (tmp_path / "bad.txt").write_text("20210101\n2021-13-01\n")
-    with pytest.raises(datasets.DataError, match="valid YYYYMMDD"):
-        datasets.load_holidays(str(tmp_path / "bad.txt"))
+    with pytest.raises(flowfiles.DataError, match="valid YYYYMMDD"):
+        flowfiles.load_holidays(str(tmp_path / "bad.txt"))
 
 
 def test_meteorology_with_missing_values_is_refused(tmp_path):
@@ -86,18 +89,18 @@ def test_meteorology_with_missing_values_is_refused(tmp_path):
         f.create_dataset("Weather", data=np.eye(17, dtype=np.float32)[:2])
         f.create_dataset("WindSpeed", data=np.array([1.0, np.nan]))
         f.create_dataset("Temperature", data=np.array([3.0, 4.0]))
-    with pytest.raises(datasets.DataError, match="'WindSpeed' must hold finite numbers"):
-        datasets.load_meteorology(str(path), 24)
+    with pytest.raises(flowfiles.DataError, match="'WindSpeed' must hold finite numbers"):
+        flowfiles.load_meteorology(str(path), 24)
 
 
 def test_a_damaged_release_file_gets_an_md5_warning_and_the_genuine_one_none(tmp_path, capsys):
-    datasets.check_release_md5(str(BIKENYC))
+    flowfiles.check_release_md5(str(BIKENYC))
     assert "warning" not in capsys.readouterr().err
     copy = tmp_path / BIKENYC.name
     raw = bytearray(BIKENYC.read_bytes())
     raw[-100] ^= 1
     copy.write_bytes(bytes(raw))
-    datasets.check_release_md5(str(copy))
+    flowfiles.check_release_md5(str(copy))
     err = capsys.readouterr().err
     assert f"warning: {copy}: md5" in err and "differs from the release's " \
         "461e58f5e14e33f279164ecc74b748b2" in err
@@ -106,10 +109,10 @@ def test_a_damaged_release_file_gets_an_md5_warning_and_the_genuine_one_none(tmp
 def test_too_little_disk_is_refused_before_training(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
-    with pytest.raises(main.ConfigError, match=r"only 1 MiB free .* needs about \d+ MiB"):
-        main.check_free_space(str(tmp_path), 906_272)
+    with pytest.raises(settings.ConfigError, match=r"only 1 MiB free .* needs about \d+ MiB"):
+        run_folder.check_free_space(str(tmp_path), 906_272)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 12, 0, 10 ** 12))
-    main.check_free_space(str(tmp_path), 906_272)  # enough: no error
+    run_folder.check_free_space(str(tmp_path), 906_272)  # enough: no error
 
 
 def test_test_values_above_the_training_maximum_are_scored_on_the_original_scale(tmp_path):
@@ -123,13 +126,13 @@ def test_test_values_above_the_training_maximum_are_scored_on_the_original_scale
         def predict(self, data, verbose=0):
             return np.ones((ds.n_test,) + ds.frames.shape[1:], np.float32)
 
-    y_pred = main.predict_test(Saturated(), ds)
+    y_pred = report.predict_test(Saturated(), ds)
     np.testing.assert_allclose(y_pred, ds.scaler.max)
-    m = main.test_metrics(ds, y_true, y_pred, {})
+    m = report.test_metrics(ds, y_true, y_pred, {})
     expected = np.sqrt(np.mean((y_true - ds.scaler.max) ** 2))
     assert m["rmse"] == pytest.approx(expected, rel=1e-6)
     assert all(np.isfinite(v) for v in m.values() if isinstance(v, float))
-    main.save_plots(str(tmp_path), ds, {"stage": [1], "loss": [0.1], "rmse": [0.3],
+    report.save_plots(str(tmp_path), ds, {"stage": [1], "loss": [0.1], "rmse": [0.3],
                                         "val_loss": [0.1], "val_rmse": [0.3]}, y_true, y_pred)
     assert os.path.getsize(tmp_path / "maps_busiest_slot.png") > 0
 

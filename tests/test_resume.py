@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 
 import training
+import checkpoint
+import report
+import run_folder
+import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +48,7 @@ def uninterrupted(tmp_path_factory):
     result = run(f"--out_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = out.iterdir()
-    assert not (run_dir / training.CHECKPOINT).exists()  # removed once the results are written
+    assert not (run_dir / checkpoint.CHECKPOINT).exists()  # removed once the results are written
     return results(run_dir)
 
 
@@ -101,10 +105,10 @@ def test_a_crash_at_a_stage_boundary_resumes_to_the_same_result(tmp_path, uninte
     def crash(*args, **kwargs):
         raise Crash
     if where == "stage 1 to 2":
-        monkeypatch.setattr(main, "predict_test", crash)  # first called for stage 1's predictions
+        monkeypatch.setattr(report, "predict_test", crash)  # first called for stage 1's predictions
     else:
-        real = main.write_json
-        monkeypatch.setattr(main, "write_json", lambda path, obj: crash() if path.endswith(
+        real = run_folder.write_json
+        monkeypatch.setattr(run_folder, "write_json", lambda path, obj: crash() if path.endswith(
             "metrics.json") else real(path, obj))
     importlib.reload(params)
     with pytest.raises(Crash):
@@ -120,33 +124,32 @@ def test_a_crash_at_a_stage_boundary_resumes_to_the_same_result(tmp_path, uninte
 
 
 def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_settings(tmp_path):
-    import main
     cfg = {"resume": str(tmp_path), "lr": 0.0002, "seed": 1, "out_dir": "elsewhere"}
     scaler = {"min": 0.0, "max": 9.0}
-    with pytest.raises(main.ConfigError, match="not a run folder"):
-        main.check_resumable(str(tmp_path), cfg, scaler)
+    with pytest.raises(settings.ConfigError, match="not a run folder"):
+        run_folder.check_resumable(str(tmp_path), cfg, scaler)
     (tmp_path / "params.json").write_text(json.dumps(dict(cfg, out_dir="runs")))
     (tmp_path / "scaler.json").write_text(json.dumps(scaler))
-    with pytest.raises(main.ConfigError, match="stopped before its first epoch ended"):
-        main.check_resumable(str(tmp_path), cfg, scaler)
+    with pytest.raises(settings.ConfigError, match="stopped before its first epoch ended"):
+        run_folder.check_resumable(str(tmp_path), cfg, scaler)
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.json").write_text("{}")
-    assert main.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
-    with pytest.raises(main.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
-        main.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
+    assert run_folder.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
+    with pytest.raises(settings.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
+        run_folder.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
     # a setting the folder lacks (a run from before the option existed) ran with its default
-    assert main.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=False), scaler)
-    with pytest.raises(main.ConfigError, match="use_time_of_day=False there, True now"):
-        main.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=True), scaler)
-    with pytest.raises(main.ConfigError, match="the data differ .*scaling ranges differ"):
-        main.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
+    assert run_folder.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=False), scaler)
+    with pytest.raises(settings.ConfigError, match="use_time_of_day=False there, True now"):
+        run_folder.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=True), scaler)
+    with pytest.raises(settings.ConfigError, match="the data differ .*scaling ranges differ"):
+        run_folder.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
     (tmp_path / "checkpoint" / "state.json").write_text('{"data": "abc"}')
-    assert main.check_resumable(str(tmp_path), cfg, scaler, "abc") == str(tmp_path)
-    with pytest.raises(main.ConfigError, match="frames, slots or external features differ"):
-        main.check_resumable(str(tmp_path), cfg, scaler, "abd")
+    assert run_folder.check_resumable(str(tmp_path), cfg, scaler, "abc") == str(tmp_path)
+    with pytest.raises(settings.ConfigError, match="frames, slots or external features differ"):
+        run_folder.check_resumable(str(tmp_path), cfg, scaler, "abd")
     (tmp_path / "metrics.json").write_text("{}")
-    with pytest.raises(main.ConfigError, match="that run has finished"):
-        main.check_resumable(str(tmp_path), cfg, scaler)
+    with pytest.raises(settings.ConfigError, match="that run has finished"):
+        run_folder.check_resumable(str(tmp_path), cfg, scaler)
     assert (tmp_path / "metrics.json").read_text() == "{}"  # untouched
 
 
@@ -158,13 +161,13 @@ class Tiny:
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
-    ckpt = training.Checkpoint(str(tmp_path))
+    ckpt = checkpoint.Checkpoint(str(tmp_path))
     model = Tiny()
     ckpt.save(model, {"epoch": 1}, {"best": [np.ones(3)]})
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(training.json, "dump", crash)
+    monkeypatch.setattr(checkpoint.json, "dump", crash)
     with pytest.raises(OSError):
         ckpt.save(model, {"epoch": 2}, {"best": [np.zeros(3)]})
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())

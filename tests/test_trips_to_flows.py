@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-import datasets
 import trips_to_flows as ttf
+import flowfiles
 
 SCRIPT = Path(__file__).resolve().parents[1] / "trips_to_flows.py"
 BBOX, GRID = (40.0, 41.0, -74.0, -73.0), (4, 2)
@@ -334,8 +334,8 @@ def test_round_trip_through_datasets(tmp_path):
                  (40.05 + 0.04 * h, -73.95 + 0.02 * m), (40.95 - 0.01 * m, -73.5 - 0.01 * h))
             for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]   # all inside
     report, _, _ = convert(tmp_path, rows, chunk_rows=5, empty_days="zeros")  # in chunks
-    frames, dates = datasets.load_flow_file(str(tmp_path / "flows.h5"))
-    slots = datasets.parse_timestamps(dates, 24)
+    frames, dates = flowfiles.load_flow_file(str(tmp_path / "flows.h5"))
+    slots = flowfiles.parse_timestamps(dates, 24)
     day = (date(2021, 1, 2) - date(1970, 1, 1)).days
     np.testing.assert_array_equal(slots, day * 24 + np.arange(3 * 24))   # days 2, 3, 4
     assert frames.shape == (72, 4, 2, 2)
