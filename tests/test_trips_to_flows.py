@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-import trips_to_flows as ttf
 import flowfiles
+import trips_to_flows as ttf
 
 SCRIPT = Path(__file__).resolve().parents[1] / "trips_to_flows.py"
 BBOX, GRID = (40.0, 41.0, -74.0, -73.0), (4, 2)
@@ -79,27 +79,6 @@ def test_cell_of_decimal_grid_line():
     bbox = (40.7, 40.8, -74.02, -73.92)
     row, col = ttf.cell_of([40.79, 40.7901], [-74.01, -74.0101], bbox, (10, 10))
     assert row.tolist() == [1, 0] and col.tolist() == [1, 0]
-
-
-def test_parse_times_formats():
-    got = ttf.parse_times(["2021-03-04 05:06:07", "2021-03-04T05:06:07", "2019-01-01 00:01:47.4010",
-                           "1/2/2015 0:01", "12/31/2014 23:59:07", " 2020-02-29 12:00:00 "])
-    want = ["2021-03-04T05:06:07", "2021-03-04T05:06:07", "2019-01-01T00:01:47",
-            "2015-01-02T00:01:00", "2014-12-31T23:59:07", "2020-02-29T12:00:00"]
-    np.testing.assert_array_equal(got, np.array(want, dtype="datetime64[s]"))
-
-
-@pytest.mark.parametrize("text", ["", "abc", "2021-01-01", "2021-02-29 10:00:00", "13/1/2015 0:00",
-                                  "2021-01-01 24:00:00", "2021-01-01 10:00:00+01:00",
-                                  "2021-01-01  10:00:00", "2021/01/01 10:00:00", "NaT", "now",
-                                  "2021-01-01 10:00:00" + " " * 100])   # longer than MAX_FIELD
-def test_parse_times_rejects(text):
-    assert np.isnat(ttf.parse_times(["2021-01-01 00:00:00", text])).tolist() == [False, True]
-
-
-def test_parse_coordinates():
-    got = ttf.parse_coordinates(["40.5", " -73.25 ", "", "abc", "nan", "inf", "1" * 100])
-    np.testing.assert_array_equal(got, [40.5, -73.25] + [np.nan] * 5)
 
 
 def test_slot_of_numbers_slots_like_datasets():
