@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from flowfiles import DataError, format_timestamps
+from timestamps import DataError, format_timestamps
 
 # An all-zero frame between two slots with at least this many flows city-wide is an outage,
 # not a quiet hour: for counts, zero after a mean of 20 has odds e^-20. A small city's night

@@ -12,7 +12,8 @@ import numpy as np
 
 import cleaning
 import flowfiles
-from flowfiles import DataError, format_timestamps
+import timestamps
+from timestamps import DataError, format_timestamps
 
 def branch_offsets(T, len_closeness, len_period, len_trend):
     """How many slots before the target each branch's frames lie, nearest first."""
@@ -54,7 +55,7 @@ def build_index(slot_ids, T, len_closeness, len_period, len_trend):
 
 def metadata_features(slot_ids, T):
     """Day-of-week one-hot (7, Monday first) + weekday flag (1 Mon-Fri, 0 weekend) -> (n, 8)."""
-    wd = flowfiles.weekday(slot_ids, T)
+    wd = timestamps.weekday(slot_ids, T)
     return np.hstack([np.eye(7, dtype=np.float32)[wd], (wd < 5).astype(np.float32)[:, None]])
 
 
@@ -168,8 +169,8 @@ class ExternalFeatures:
             if series.holiday_path is None:
                 raise DataError(f"{name} has no holiday list; set use_holiday=False or give "
                                 f"--holiday_file=")
-            flowfiles.require_file(series.holiday_path, "The holiday list is one YYYYMMDD per line "
-                                              "(see data/README.md).")
+            flowfiles.require_file(series.holiday_path, "The holiday list is one YYYYMMDD per "
+                                                        "line (see data/README.md).")
             holidays = flowfiles.load_holidays(series.holiday_path)
             first, last = series.slot_ids.min() // series.T, series.slot_ids.max() // series.T
             if holidays and not any(first <= h <= last for h in holidays):
@@ -182,7 +183,8 @@ class ExternalFeatures:
             if path is None:
                 raise DataError(f"{name} has no meteorology file; set use_meteorology=False or "
                                 f"give --meteorology_file=")
-            flowfiles.require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release (data/README.md).")
+            flowfiles.require_file(path, "BJ_Meteorology.h5 comes with the TaxiBJ release "
+                                         "(data/README.md).")
             meteorology = flowfiles.load_meteorology(path, series.T) + (path,)
         return cls(series.T, use_meta, holidays, meteorology, scaling, use_time_of_day)
 
@@ -288,7 +290,7 @@ def load_for_forecast(name, data_dir, T, use_meta, use_holiday, use_meteorology,
                       empty_slots="keep"):
     """Frames in time order, their slot numbers and the external features (with a saved run's
     wind/temperature ranges) of a data set to forecast from; the last day may be incomplete."""
-    series = flowfiles.load_series(name, data_dir)  # a file's T inferred, to compare with the model's
+    series = flowfiles.load_series(name, data_dir)  # a file's T inferred, to compare below
     if series.T != T:
         raise DataError(f"{name} has {series.T} slots a day, the model was trained on {T}")
     series = flowfiles.with_side_files(series, holiday_file, meteorology_file)

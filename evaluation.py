@@ -4,6 +4,7 @@ import numpy as np
 import datasets
 import flowfiles
 import pipeline
+import timestamps
 
 
 def rmse(y_true, y_pred):
@@ -26,11 +27,11 @@ def historical_average(frames, slot_ids, T, target_slots, before):
     """The paper's HA: for each target, the mean of all frames before position `before` with the
     same weekday and slot of day. (len(target_slots), H, W, F)"""
     history = slot_ids[:before]
-    key = flowfiles.weekday(history, T) * T + history % T
+    key = timestamps.weekday(history, T) * T + history % T
     sums = np.zeros((7 * T,) + frames.shape[1:])
     np.add.at(sums, key, frames[:before])
     counts = np.bincount(key, minlength=7 * T)
-    target_key = flowfiles.weekday(target_slots, T) * T + np.asarray(target_slots) % T
+    target_key = timestamps.weekday(target_slots, T) * T + np.asarray(target_slots) % T
     if np.any(counts[target_key] == 0):
         raise flowfiles.DataError("historical average: some test slots have no earlier frame on "
                                  "the same weekday and slot of day; the training period needs at "

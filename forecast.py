@@ -11,8 +11,9 @@ import datasets
 import evaluation
 import flowfiles
 import run_folder
-from flowfiles import DataError
+import timestamps
 from settings import ConfigError
+from timestamps import DataError
 
 FORECAST_KEYS = {"forecast_from", "horizon", "dataset", "data_dir", "holiday_file",
                  "meteorology_file", "duplicates", "empty_slots"}
@@ -42,7 +43,8 @@ def forecast(run_dir, given, cfg):
     if missing:
         raise DataError(
             f"{run['dataset']} lacks {len(missing)} slot(s) that forecasting {cfg['horizon']} "
-            f"step(s) after its last slot needs: {', '.join(flowfiles.format_timestamps(missing[:5], T))}"
+            f"step(s) after its last slot needs: "
+            f"{', '.join(timestamps.format_timestamps(missing[:5], T))}"
             f"{' ...' if len(missing) > 5 else ''}")
     keras = backend.import_keras()
     import modules  # noqa: F401  (registers the fusion layer for loading)
@@ -55,7 +57,7 @@ def forecast(run_dir, given, cfg):
         model, frames, slot_ids, T, lengths, datasets.MinMaxScaler.from_dict(saved_scaler),
         features, [start], cfg["horizon"])
     slots = start + np.arange(cfg["horizon"])
-    stamps = flowfiles.format_timestamps(slots, T)
+    stamps = timestamps.format_timestamps(slots, T)
     path = os.path.join(run_dir, f"forecast-{stamps[0]}-{cfg['horizon']}")
     k = 1
     while os.path.exists(path + ".h5"):  # never overwrite an earlier forecast

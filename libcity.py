@@ -3,7 +3,7 @@
 LibCity (github.com/LibCity/Bigscity-LibCity) ships its grid data sets (TAXIBJ, NYCBike20140409,
 NYCTaxi20140112, T_DRIVE20150206, ...) as a folder of CSV files. read_grid turns one .grid into
 frames (n, H, W, F) channels-last on the original scale, slot numbers (day * T + zero-based slot,
-as flowfiles.parse_timestamps) and T; write_grid writes frames in that layout (test fixtures,
+as timestamps.parse_timestamps) and T; write_grid writes frames in that layout (test fixtures,
 export). flowfiles.py calls both; numpy and the standard library only.
 
     config.json     {"grid": {"state": {"row_id": H, "column_id": W, ...}}, "info": {"data_col":

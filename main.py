@@ -26,6 +26,7 @@ import pipeline  # noqa: E402
 import report  # noqa: E402
 import run_folder  # noqa: E402
 import settings  # noqa: E402
+import timestamps  # noqa: E402
 import training  # noqa: E402
 
 CURRENT_RUN = None  # the run folder of the run in progress, for the message on interruption
@@ -40,7 +41,7 @@ def load_data(cfg):
         cfg["meteorology_file"], cfg["use_time_of_day"], cfg["duplicates"], cfg["empty_slots"])
     cfg["T"] = cfg["slots_per_day"] = ds.T
     print("\n".join(ds.notes))
-    first_test = flowfiles.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
+    first_test = timestamps.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
     print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
           f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "
           f"{ds.external.shape[1]} external features")

@@ -10,6 +10,7 @@ import evaluation
 import flowfiles
 import pipeline
 import run_folder
+import timestamps
 
 # The paper's rows (RMSE) to print beside a run. BikeNYC's use the official script's convention
 # (RMSE x sqrt(cells / cells with a station)), TaxiBJ's plain RMSE: PAPER_COLUMN says which of
@@ -80,7 +81,7 @@ def save_plots(run_dir, ds, history, y_true, y_pred):
     region, as PNG files in the run folder."""
     import plots
     names = flowfiles.flow_names(ds.name)
-    stamps = flowfiles.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
+    stamps = timestamps.format_timestamps(ds.target_slots[ds.n_train:], ds.T)
     plots.learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
     busy = int(np.argmax(y_true.sum(axis=(1, 2, 3))))
     plots.error_maps(y_true[busy], y_pred[busy], names, f"busiest test slot {stamps[busy]}",

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 import checkpoint
-import flowfiles
+import timestamps
 from settings import ConfigError, older_defaults
 
 
@@ -72,7 +72,7 @@ def start_run_folder(run_dir, cfg, ds, scaler, n_params):
         write_json(os.path.join(run_dir, "scaler.json"), scaler)
         if ds.features.holidays is not None:
             write_text(os.path.join(run_dir, "holidays.txt"), "\n".join(
-                flowfiles.format_timestamps(np.array(sorted(ds.features.holidays)) * ds.T,
+                timestamps.format_timestamps(np.array(sorted(ds.features.holidays)) * ds.T,
                                            ds.T).astype("U8")) + "\n")
 
 
@@ -137,7 +137,7 @@ def write_predictions(path, y_pred, y_true, slots, T):
         f.create_dataset("data", data=np.moveaxis(y_pred, -1, 1))
         if y_true is not None:
             f.create_dataset("truth", data=np.moveaxis(y_true, -1, 1))
-        f.create_dataset("date", data=np.char.encode(flowfiles.format_timestamps(slots, T), "ascii"))
+        f.create_dataset("date", data=np.char.encode(timestamps.format_timestamps(slots, T), "ascii"))
     os.replace(path + ".tmp", path)
 
 

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 import flowfiles
+import timestamps
 import tripcsv
 from tripcsv import TripError
 
@@ -120,7 +121,7 @@ def write_flows(path, counts, slots, T, grid):
         data[position[slot]] = c
     with h5py.File(path + ".tmp", "w") as f:
         f.create_dataset("data", data=data.reshape(-1, 2, *grid))
-        f.create_dataset("date", data=flowfiles.format_timestamps(slots, T).astype("S10"))
+        f.create_dataset("date", data=timestamps.format_timestamps(slots, T).astype("S10"))
     os.replace(path + ".tmp", path)
 
 
@@ -130,7 +131,7 @@ def day_number(text, name):
     """'YYYYMMDD' -> days since 1970-01-01."""
     if len(text) != 8 or not text.isdigit():
         raise TripError(f"{name} must be a date YYYYMMDD, got {text!r}")
-    return int(flowfiles.parse_days([text], source=name)[0])  # DataError if no such day
+    return int(timestamps.parse_days([text], source=name)[0])  # DataError if no such day
 
 
 def check_settings(csv_paths, output, bbox, grid, minutes, overwrite):
@@ -177,11 +178,11 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="citibike", start=No
     drop_ends_outside(counts, report, slots)
     write_flows(output, counts, slots, T, grid)
     seconds = time.perf_counter() - began
-    stamps = flowfiles.format_timestamps([first, stop - 1], T)
+    stamps = timestamps.format_timestamps([first, stop - 1], T)
     report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
                   slots=len(slots), first_slot=str(stamps[0]), last_slot=str(stamps[1]),
                   days_left_out=len(left_out), first_days_left_out=[
-                      str(d)[:8] for d in flowfiles.format_timestamps(left_out[:5], T)]
+                      str(d)[:8] for d in timestamps.format_timestamps(left_out[:5], T)]
                   if left_out else [],
                   first_day_from="--start" if start else "the first day a counted trip starts",
                   last_day_from="--end" if end else "the last day a counted trip starts",
