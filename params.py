@@ -147,6 +147,8 @@ PRESETS = {
     #   (4 seeds; each 1.0-1.4% below MSE with the same seed);
     # - ensemble=2: two such models (seeds seed and seed+1) averaged: 5.673 (seeds 1 + 2 and 3 + 4
     #   alike); one model trains in about 22 min on 2 CPU cores shared with another training.
+    # Other cities (RESULTS.md, "Other cities"): 11.5% better on Jersey City's bike trips, but 15.5%
+    # worse on TaxiNYC, whose network underfits in stage 2 under it: there, use the defaults.
     "improved": dict(average_last=50, precision="auto", weight_decay=0.3, loss="huber",
                      ensemble=2),
 }

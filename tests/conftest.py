@@ -1,21 +1,55 @@
-"""Shared by every test module: the Keras backend, quiet TensorFlow, and the project's flat
-modules importable from the repository root."""
+"""Shared by every test module: the Keras backend, quiet TensorFlow, the project's flat modules
+importable from the repository root, and what several test modules use. The helpers and
+constants are plain names, imported as `from conftest import ...`; `fresh_params` is a fixture,
+asked for with `pytest.mark.usefixtures("fresh_params")`."""
 import os
+import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIKENYC_PATH = SHARED_DATA / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
+HOLIDAY_PATH = SHARED_DATA / "TaxiBJ" / "BJ_Holiday.txt"
+EPOCH = date(1970, 1, 1)
+
+# a tiny run of main.py: two stage-1 epochs and one stage-2 epoch of a 4-filter network
+TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
+        "--batch_size=64"]
+
+
+# ---- params and runs of main.py ------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_params():
+    """params as its file sets them, before and after the test (apply_overrides changes it)."""
+    import importlib
+
+    import params
+    importlib.reload(params)
+    yield
+    importlib.reload(params)
+
+
+def run_main(*args, cwd=ROOT):
+    """`python main.py *args` in a child process; its output is captured as text."""
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
 
 
 def kill_in_second_member(args, env, epoch_line, cwd):
     """Starts `python main.py *args` and SIGKILLs it once its ensemble's second member prints a
     line starting with epoch_line; fails the test if the run ends first."""
     import signal
-    import subprocess
-
-    import pytest
     proc = subprocess.Popen([sys.executable, "main.py", *args], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -30,3 +64,112 @@ def kill_in_second_member(args, env, epoch_line, cwd):
         proc.communicate(timeout=120)
     finally:
         proc.kill()
+
+
+# ---- time stamps, computed independently with datetime -------------------------------------------
+
+def sid(d, slot, T):
+    """Slot number of (date, 1-based slot), computed with datetime: day number * T + slot - 1."""
+    return (d - EPOCH).days * T + slot - 1
+
+
+def from_sid(n, T):
+    """Inverse of sid: -> (date, 1-based slot)."""
+    n = int(n)
+    return EPOCH + timedelta(days=n // T), n % T + 1
+
+
+def stamp(d, slot):
+    return f"{d:%Y%m%d}{slot:02d}"
+
+
+def stamp_of_sid(n, T):
+    d, s = from_sid(n, T)
+    return stamp(d, s)
+
+
+def stamps(first_day, days, T, first_slot=1):
+    """Every time stamp of `days` days from first_day, slots numbered from first_slot."""
+    return [f"{first_day + timedelta(days=d):%Y%m%d}{s:02d}" for d in range(days)
+            for s in range(first_slot, T + first_slot)]
+
+
+def read_holidays_independently():
+    return set(HOLIDAY_PATH.read_bytes().decode("ascii").split())
+
+
+# ---- small flow files ----------------------------------------------------------------------------
+
+def write_flow_h5(path, dates, data=None, seed=0):
+    """A flow file (4x3 grid) of the given time stamps: `data`, else Poisson(30) counts."""
+    if data is None:
+        data = np.random.default_rng(seed).poisson(30, size=(len(dates), 2, 4, 3)).astype(float)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=data)
+        f.create_dataset("date", data=np.array(dates, dtype="S10"))
+    return str(path)
+
+
+def load_small(name, **kw):
+    """load_dataset with closeness 1, period 1, no trend and one test day."""
+    import datasets
+    return datasets.load_dataset(name, "", 1, 1, 0, 1, **kw)
+
+
+# ---- TaxiBJ in the release format, small ---------------------------------------------------------
+
+BJ_T = 48
+BJ_DAYS = 10
+BJ_STARTS = {13: date(2013, 9, 11), 14: date(2014, 3, 1), 15: date(2015, 3, 29),
+             16: date(2016, 3, 28)}
+BJ_MISSING = (14, 8, 17)            # BJ14, day index 8 (2014-03-09), slot 17 is missing
+# (year, day index, slot, flow, row, col, value) overrides; other values are in 10..100
+BJ_SPECIAL = {
+    "incomplete_day_big": (14, 8, 1, 0, 0, 0, 700.0),   # in the incomplete day: dropped
+    "train_max": (16, 8, 48, 1, 5, 7, 500.0),           # last frame before the first test target
+    "test_big": (16, 9, 5, 0, 1, 2, 1000.0),            # in the test period: not fitted
+    "train_min": (13, 2, 3, 1, 3, 3, 3.0),
+    "test_small": (16, 9, 6, 0, 0, 0, 1.0),
+}
+BJ_TEST_WIND_SLOT = (16, 9, 20)      # t-1 of a test target: wind far above the training range
+BJ_TEST_TEMP_SLOT = (16, 9, 30)      # t-1 of a test target: temperature far below
+
+
+def write_taxibj(root, drop_meteo=None):
+    """Write BJ13..BJ16 flow files, BJ_Meteorology.h5 and a copy of the real holiday list under
+    root/TaxiBJ. Returns the truth: {stamp: (2, 32, 32) data} and {stamp: (weather, wind, temp)}."""
+    rng = np.random.default_rng(2017)
+    folder = Path(root) / "TaxiBJ"
+    folder.mkdir(parents=True)
+    flows, meteo = {}, {}
+    for year, start in BJ_STARTS.items():
+        year_stamps = [stamp(start + timedelta(days=k), s)
+                       for k in range(BJ_DAYS) for s in range(1, BJ_T + 1)]
+        for st in year_stamps:   # meteorology covers every slot of the period
+            meteo[st] = (int(rng.integers(0, 17)), float(rng.uniform(0, 12)),
+                         float(rng.uniform(-10, 30)))
+        y, d, s = BJ_MISSING
+        if year == y:
+            year_stamps.remove(stamp(start + timedelta(days=d), s))
+        data = rng.integers(10, 101, size=(len(year_stamps), 2, 32, 32)).astype(np.float64)
+        for (yy, d, s, f, r, c, v) in BJ_SPECIAL.values():
+            if yy == year:
+                data[year_stamps.index(stamp(start + timedelta(days=d), s)), f, r, c] = v
+        for st, x in zip(year_stamps, data):
+            flows[st] = x
+        with h5py.File(folder / f"BJ{year}_M32x32_T30_InOut.h5", "w") as f:
+            f.create_dataset("data", data=data)
+            f.create_dataset("date", data=np.array(year_stamps, dtype="S10"))
+    for key, (y, d, s) in {"wind": BJ_TEST_WIND_SLOT, "temp": BJ_TEST_TEMP_SLOT}.items():
+        st = stamp(BJ_STARTS[y] + timedelta(days=d), s)
+        w, wind, temp = meteo[st]
+        meteo[st] = (w, 40.0, temp) if key == "wind" else (w, wind, -50.0)
+    keys = [k for k in meteo if k != drop_meteo]
+    keys = [keys[i] for i in rng.permutation(len(keys))]   # rows not in time order
+    with h5py.File(folder / "BJ_Meteorology.h5", "w") as f:
+        f.create_dataset("date", data=np.array(keys, dtype="S10"))
+        f.create_dataset("Weather", data=np.eye(17)[[meteo[k][0] for k in keys]])
+        f.create_dataset("WindSpeed", data=np.array([meteo[k][1] for k in keys]))
+        f.create_dataset("Temperature", data=np.array([meteo[k][2] for k in keys]))
+    (folder / "BJ_Holiday.txt").write_bytes(HOLIDAY_PATH.read_bytes())
+    return flows, meteo

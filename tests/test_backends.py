@@ -1,9 +1,10 @@
-"""The whole job under the JAX and PyTorch backends, each in its own process with TensorFlow made
-impossible to import: both training stages with an ensemble, weight averaging, weight decay, the
-Huber loss, bfloat16 and multi-step evaluation; a kill and --resume that end with exactly the
-uninterrupted run's metrics (which also shows that the seed alone fixes a run on one backend);
-and model files that cross backends both ways with the same forecasts to float32's tolerance
-(bfloat16's for a bfloat16 model).
+"""backend.py, and the whole job under the JAX and PyTorch backends, each in its own process with
+TensorFlow made impossible to import: both training stages with an ensemble, weight averaging,
+weight decay, the Huber loss, bfloat16 and multi-step evaluation; a kill and --resume that end with
+exactly the uninterrupted run's metrics (which also shows that the seed alone fixes a run on one
+backend); and model files that cross backends both ways with the same forecasts to float32's
+tolerance (bfloat16's for a bfloat16 model). Also backend.py's own checks: what each backend
+refuses, and which precision 'auto' picks on which hardware.
 
 PyTorch's tests need it installed (pip install -r requirements-torch.txt; CI does)."""
 import importlib.util
@@ -19,10 +20,9 @@ import pytest
 
 import backend
 import main
-import pipeline
-from conftest import kill_in_second_member
+import settings
+from conftest import ROOT, TINY, kill_in_second_member
 
-ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=3", "--epochs_cont=2",
         "--batch_size=256", "--ensemble=2", "--average_last=1", "--weight_decay=0.1",
         "--loss=huber", "--horizon=2", "--precision=mixed_bfloat16", "--verbose=2"]
@@ -86,8 +86,7 @@ def test_the_import_guard_blocks_tensorflow(blocked):
 def tf_run(tmp_path_factory):
     """A small run made by this process, under TensorFlow."""
     out = tmp_path_factory.mktemp("tf_run")
-    return main.main(["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
-                      "--batch_size=64", "--verbose=0", f"--out_dir={out}"])
+    return main.main([*TINY, "--verbose=0", f"--out_dir={out}"])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -181,49 +180,24 @@ def test_jax_data_parallel_over_two_devices_matches_one_device(blocked, tmp_path
     assert metrics(b)["rmse"] == pytest.approx(metrics(a)["rmse"], rel=0.01)
 
 
-def test_padded_batches_give_the_unpadded_loss_and_metric():
-    """The padding of uneven batches (copies of the last sample, weighted 0) changes neither the
-    training steps, the RMSE nor the predictions: checked on one device, the same rows both ways.
-    (Keras' running mean of the loss, a report only, weights a padded batch by its padded size.)"""
-    import keras
-
-    from test_datasets import small_flow_dataset
-    ds, _ = small_flow_dataset()
-    arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
-
-    def batch(part):
-        return pipeline.gather_batch(ds, arrays, part, lambda a, i: a[i], np.transpose,
-                                     np.reshape)
-    inputs = {k: keras.Input(shape=v.shape[1:], name=k) for k, v in batch(np.arange(2))[0].items()}
-    x = keras.layers.Concatenate()([keras.layers.Flatten()(v) for v in inputs.values()])
-    out = keras.layers.Reshape(ds.frames.shape[1:])(keras.layers.Dense(
-        int(np.prod(ds.frames.shape[1:])), activation="tanh")(x))
-    model = keras.Model(inputs, out)
-    model.compile(optimizer="sgd",
-                  loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight"),
-                  weighted_metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
-    start = model.get_weights()
-    rows = np.arange(ds.n_samples)
-    found = []
-    for pad_to in (1, 4):
-        pipeline.PAD_TO = pad_to
-        try:
-            data = pipeline.py_dataset(rows, 5, batch)
-            if pad_to > 1:
-                assert len(data[0][0]["closeness"]) == 8 and data[0][2][5:].sum() == 0
-            found.append((model.evaluate(data, verbose=0, return_dict=True)["rmse"],
-                          pipeline.predict(model, data)))
-            model.fit(data, epochs=1, shuffle=False, verbose=0)  # SGD steps, the same batches
-            found[-1] += (model.get_weights(),)
-            model.set_weights(start)
-        finally:
-            pipeline.PAD_TO = 1
-    (rmse, pred, weights), (rmse_padded, pred_padded, weights_padded) = found
-    assert rmse_padded == pytest.approx(rmse, rel=1e-6)
-    assert pred.shape == pred_padded.shape == (ds.n_samples, *ds.frames.shape[1:])
-    np.testing.assert_allclose(pred_padded, pred, rtol=1e-6)
-    for w, w_padded in zip(weights, weights_padded):  # each step's loss: the real samples'
-        np.testing.assert_allclose(w_padded, w, rtol=1e-5, atol=1e-7)
+@pytest.mark.usefixtures("fresh_params")
+@pytest.mark.parametrize("flags, expected", [
+    (["fpu", "avx512f", "avx512_bf16"], "mixed_bfloat16"),
+    (["fpu", "amx_tile", "amx_bf16"], "mixed_bfloat16"),
+    (["fpu", "avx2", "avx512f"], "float32"),  # bfloat16 would be emulated: slower, not faster
+    ([], "float32"),  # no /proc/cpuinfo
+])
+def test_precision_auto_picks_bfloat16_only_on_native_hardware(monkeypatch, flags, expected):
+    monkeypatch.setattr(backend, "cpu_flags", lambda: flags)
+    policy, why = backend.resolve_precision("auto")
+    assert policy == expected and why.startswith("auto:")
+    assert backend.resolve_precision("float32") == ("float32", "as set")
+    assert backend.resolve_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
+    settings.apply_overrides(["--precision=auto"])
+    assert settings.resolve_config()["precision"] == "auto"
+    settings.apply_overrides(["--precision=bf16"])
+    with pytest.raises(settings.ConfigError, match="precision must be one of"):
+        settings.resolve_config()
 
 
 def test_precision_auto_keeps_float32_under_jax_on_a_bfloat16_cpu(monkeypatch):

@@ -3,14 +3,12 @@ and one short end-to-end run that prints every figure the benchmark promises."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import bench
 import st_resnet
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def hand_flops(H, W, L, lengths, ext, f=64, flows=2):

@@ -1,7 +1,8 @@
-"""distribute=mirrored over two logical CPU devices and distribute=multiworker with two local
-processes talking over 127.0.0.1: both end with the same final weights on every replica and worker,
-and a test RMSE within 1% of the single-device run with the same seed (the summation order of the
-gradients differs, so the runs are equal in meaning, not bit for bit)."""
+"""backend.py's distribution strategies, through main.py: distribute=mirrored over two logical CPU
+devices and distribute=multiworker with two local processes talking over 127.0.0.1: both end with
+the same final weights on every replica and worker, and a test RMSE within 1% of the single-device
+run with the same seed (the summation order of the gradients differs, so the runs are equal in
+meaning, not bit for bit)."""
 import json
 import os
 import re
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
-        "--batch_size=64", "--verbose=0"]
+from conftest import ROOT, TINY
+
+ARGS = [*TINY, "--verbose=0"]
 # main.main on two logical CPU devices: they must be set before TensorFlow starts.
 TWO_CPUS = """import sys
 sys.path.insert(0, {root!r})
@@ -45,7 +46,7 @@ def fingerprint(stdout):
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
-    result = subprocess.run([sys.executable, "main.py", *TINY, f"--out_dir={out}"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "main.py", *ARGS, f"--out_dir={out}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env=env())
     assert result.returncode == 0, result.stderr[-3000:]
     return metrics_of(out)
@@ -53,7 +54,7 @@ def single_device(tmp_path_factory):
 
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, single_device):
     result = subprocess.run(
-        [sys.executable, "-c", TWO_CPUS.format(root=str(ROOT)), *TINY, "--distribute=mirrored",
+        [sys.executable, "-c", TWO_CPUS.format(root=str(ROOT)), *ARGS, "--distribute=mirrored",
          f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
         env=env())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,7 +83,7 @@ def test_two_workers_end_with_equal_weights_and_only_the_chief_writes(tmp_path, 
         tf_config = json.dumps({"cluster": {"worker": workers},
                                 "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, "main.py", *TINY, "--distribute=multiworker",
+            [sys.executable, "main.py", *ARGS, "--distribute=multiworker",
              f"--out_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env(TF_CONFIG=tf_config)))
     outputs = []
@@ -109,7 +110,7 @@ def test_two_workers_end_with_equal_weights_and_only_the_chief_writes(tmp_path, 
 def test_a_bad_tf_config_is_a_clear_error_before_training(tmp_path, tf_config, message):
     extra = {} if tf_config is None else {"TF_CONFIG": tf_config}
     clean = {k: v for k, v in env(**extra).items() if tf_config is not None or k != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "main.py", *TINY, "--distribute=multiworker",
+    result = subprocess.run([sys.executable, "main.py", *ARGS, "--distribute=multiworker",
                              f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
                             timeout=600, env=clean)
     assert result.returncode != 0

@@ -1,6 +1,6 @@
-"""ensemble=k: k models trained in turn (seeds seed .. seed+k-1), saved as one model.keras that
-averages them. Each member is exactly the single run of its seed, and a killed ensemble run
-resumes to the same result."""
+"""main.py with ensemble=k: k models trained in turn (seeds seed .. seed+k-1), saved as one
+model.keras that averages them. Each member is exactly the single run of its seed, and a killed
+ensemble run resumes to the same result."""
 import csv
 import json
 import os
@@ -14,9 +14,8 @@ import pytest
 
 import datasets
 import pipeline
-from conftest import kill_in_second_member
+from conftest import ROOT, kill_in_second_member
 
-ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=2",
         "--batch_size=64", "--average_last=1", "--threads=1"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

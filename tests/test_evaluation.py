@@ -2,7 +2,6 @@
 Expectations are computed by hand or independently (plain Python, datetime, h5py)."""
 import math
 from datetime import date, timedelta
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,14 +9,7 @@ import pytest
 
 import evaluation
 import flowfiles
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-BIKENYC_PATH = SHARED_DATA / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
-EPOCH = date(1970, 1, 1)
-
-
-def sid(d, slot, T):
-    return (d - EPOCH).days * T + slot - 1
+from conftest import BIKENYC_PATH, sid
 
 
 def test_rmse_mae_hand_values():

@@ -1,26 +1,19 @@
-"""Multi-step prediction (predictions fed back in), its evaluation per step, and forecasting the
-slots after a data file's last one from a saved run folder."""
+"""forecast.py and multi-step prediction: inputs with predictions fed back in
+(datasets.recursive_inputs), the evaluation per step (report.py's horizon report), and
+--forecast_from, which forecasts the slots after a data file's last one from a saved run folder."""
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 import datasets
+from conftest import run_main
 
-ROOT = Path(__file__).resolve().parents[1]
-
+# one stage-1 epoch and no stage 2: conftest's TINY trains longer than forecasting needs
 TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=0",
         "--batch_size=64"]
-
-
-def run_main(*args):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_recursive_inputs_take_predictions_for_slots_from_the_start_on():

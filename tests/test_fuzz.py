@@ -1,12 +1,12 @@
-"""Many corrupted variants of one valid small flow file, each loaded the way main.py loads a file:
-every variant either loads to exactly the samples of the valid file or raises flowfiles.DataError,
-never another exception and never different samples.
+"""flowfiles.py, cleaning.py and datasets.py together, against damage: many corrupted variants of
+one valid small flow file, each loaded the way main.py loads a file: every variant either loads to
+exactly the samples of the valid file or raises flowfiles.DataError, never another exception and
+never different samples.
 
 Two families: content corruptions rewritten with h5py (each with the outcome it must have), and
 random byte damage (truncation, flipped bytes outside the array payloads, whose damage no HDF5
 reader can see; the release files' payloads are covered by the md5 check)."""
 from datetime import date, timedelta
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,8 +14,6 @@ import pytest
 
 import datasets
 import flowfiles
-
-ROOT = Path(__file__).resolve().parents[1]
 
 T, DAYS = 24, 12
 LOAD = dict(len_closeness=3, len_period=1, len_trend=1, days_test=2)

@@ -1,5 +1,6 @@
-"""The model: exact parameter counts, switchable branches, the fusion layer, a forward pass checked
-against an independent NumPy implementation of the paper's equations, and save/load."""
+"""st_resnet.py and modules.py, the model: exact parameter counts, switchable branches, the fusion
+layer, a forward pass checked against an independent NumPy implementation of the paper's equations,
+and save/load."""
 import keras
 import numpy as np
 import pytest

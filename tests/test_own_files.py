@@ -1,11 +1,11 @@
-"""Your own flow files as the data set: T inferred, slots out of order, gaps, incomplete days,
-duplicates, several files, side files; through load_dataset and through main.py."""
+"""Your own flow files as the data set (flowfiles.py, cleaning.py, datasets.py and settings.py
+together): T inferred, slots out of order, gaps, incomplete days, duplicates, several files, side
+files; through load_dataset and through main.py."""
 import importlib
 import json
 import subprocess
 import sys
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 
 import h5py
 import numpy as np
@@ -15,15 +15,9 @@ import datasets
 import params
 import flowfiles
 import settings
+from conftest import ROOT, SHARED_DATA, stamps
 
-ROOT = Path(__file__).resolve().parents[1]
-
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def stamps(first_day, days, T):
-    return [f"{first_day + timedelta(days=d):%Y%m%d}{s:02d}" for d in range(days)
-            for s in range(1, T + 1)]
+pytestmark = pytest.mark.usefixtures("fresh_params")
 
 
 def write_flows(path, dates, grid=(4, 3), seed=0):
@@ -35,13 +29,6 @@ def write_flows(path, dates, grid=(4, 3), seed=0):
         f.create_dataset("data", data=data)
         f.create_dataset("date", data=np.array(dates, dtype="S10"))
     return data
-
-
-@pytest.fixture(autouse=True)
-def fresh_params():
-    importlib.reload(params)
-    yield
-    importlib.reload(params)
 
 
 def test_quirky_file_is_read_in_time_order_with_incomplete_days_dropped(tmp_path):
@@ -92,7 +79,7 @@ def test_several_files_are_joined_and_must_share_a_grid(tmp_path):
 
 def test_a_holiday_file_adds_the_holiday_feature_to_bikenyc(tmp_path):
     (tmp_path / "us.txt").write_text("20140526\n20140704\n20140901\n")
-    ds = datasets.load_dataset("bikenyc", str(SHARED), 3, 4, 4, 10, use_holiday=True,
+    ds = datasets.load_dataset("bikenyc", str(SHARED_DATA), 3, 4, 4, 10, use_holiday=True,
                                holiday_file=str(tmp_path / "us.txt"))
     assert ds.external.shape[1] == 9
     days = {s[:8] for s in flowfiles.format_timestamps(ds.target_slots[ds.external[:, 8] == 1], 24)}

@@ -1,11 +1,10 @@
-"""Bad input gets a clear DataError/ConfigError naming the file, key, date or setting and the fix;
-a damaged release file gets an md5 warning; too little disk is refused before training; test
-values above the training maximum are scored on the original scale with no NaN."""
+"""Bad input, whichever module meets it, gets a clear DataError naming the file, date or setting
+and the fix: bad values in a flow file, a truncated or foreign file, a series too short for the
+sample lengths, a holiday list for another period (a warning); and test values above the
+training maximum are scored on the original scale with no NaN. (A module's own checks of its
+input are in that module's test file: test_flowfiles.py, test_settings.py, test_run_folder.py.)"""
 import os
-import shutil
-from collections import namedtuple
 from datetime import date, timedelta
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,12 +13,6 @@ import pytest
 import datasets
 import flowfiles
 import report
-import run_folder
-import settings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-BIKENYC = ROOT.parent / "shared" / "data" / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
 
 
 def write_flows(path, days=12, T=24, scale=None, edit=None):
@@ -71,48 +64,6 @@ def test_a_series_too_short_says_how_many_samples_remain_and_what_is_needed(tmp_
                                                   r"the test period alone needs 48 .* and "
                                                   r"training at least 2 more"):
         datasets.load_dataset(str(path), "", 3, 1, 1, 2)
-
-
-def test_holiday_list_that_is_not_text_or_not_dates(tmp_path):
-    (tmp_path / "bin.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(flowfiles.DataError, match="not a readable text holiday list"):
-        flowfiles.load_holidays(str(tmp_path / "bin.txt"))
-    (tmp_path / "bad.txt").write_text("20210101\n2021-13-01\n")
-    with pytest.raises(flowfiles.DataError, match="valid YYYYMMDD"):
-        flowfiles.load_holidays(str(tmp_path / "bad.txt"))
-
-
-def test_meteorology_with_missing_values_is_refused(tmp_path):
-    path = tmp_path / "meteo.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("date", data=np.array([b"2021030101", b"2021030124"]))
-        f.create_dataset("Weather", data=np.eye(17, dtype=np.float32)[:2])
-        f.create_dataset("WindSpeed", data=np.array([1.0, np.nan]))
-        f.create_dataset("Temperature", data=np.array([3.0, 4.0]))
-    with pytest.raises(flowfiles.DataError, match="'WindSpeed' must hold finite numbers"):
-        flowfiles.load_meteorology(str(path), 24)
-
-
-def test_a_damaged_release_file_gets_an_md5_warning_and_the_genuine_one_none(tmp_path, capsys):
-    flowfiles.check_release_md5(str(BIKENYC))
-    assert "warning" not in capsys.readouterr().err
-    copy = tmp_path / BIKENYC.name
-    raw = bytearray(BIKENYC.read_bytes())
-    raw[-100] ^= 1
-    copy.write_bytes(bytes(raw))
-    flowfiles.check_release_md5(str(copy))
-    err = capsys.readouterr().err
-    assert f"warning: {copy}: md5" in err and "differs from the release's " \
-        "461e58f5e14e33f279164ecc74b748b2" in err
-
-
-def test_too_little_disk_is_refused_before_training(tmp_path, monkeypatch):
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
-    with pytest.raises(settings.ConfigError, match=r"only 1 MiB free .* needs about \d+ MiB"):
-        run_folder.check_free_space(str(tmp_path), 906_272)
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 12, 0, 10 ** 12))
-    run_folder.check_free_space(str(tmp_path), 906_272)  # enough: no error
 
 
 def test_test_values_above_the_training_maximum_are_scored_on_the_original_scale(tmp_path):

@@ -1,7 +1,8 @@
-"""Interrupted runs: a real kill (SIGKILL; SIGINT, as Ctrl-C) of main.py in either stage, then the
-same command with --resume, ends with exactly the metrics, history and predictions of an
-uninterrupted run with the same seed (tolerance 0: every epoch's sample order is a function of
-(seed, stage, epoch), and weights and optimizer state are restored bit for bit)."""
+"""Interrupted runs (main.py's --resume, checkpoint.py): a real kill (SIGKILL; SIGINT, as Ctrl-C) of
+main.py in either stage, then the same command with --resume, ends with exactly the metrics, history
+and predictions of an uninterrupted run with the same seed (tolerance 0: every epoch's sample order
+is a function of (seed, stage, epoch), and weights and optimizer state are restored bit for bit);
+and a crash while a checkpoint is written leaves the previous one whole (checkpoint.py)."""
 import csv
 import json
 import os
@@ -14,13 +15,10 @@ import h5py
 import numpy as np
 import pytest
 
-import training
 import checkpoint
 import report
 import run_folder
-import settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=4", "--epochs_cont=3",
         "--batch_size=64", "--average_last=2", "--lr_schedule=cosine", "--patience=3"]
@@ -123,36 +121,6 @@ def test_a_crash_at_a_stage_boundary_resumes_to_the_same_result(tmp_path, uninte
     np.testing.assert_array_equal(pred, uninterrupted[2])
 
 
-def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_settings(tmp_path):
-    cfg = {"resume": str(tmp_path), "lr": 0.0002, "seed": 1, "out_dir": "elsewhere"}
-    scaler = {"min": 0.0, "max": 9.0}
-    with pytest.raises(settings.ConfigError, match="not a run folder"):
-        run_folder.check_resumable(str(tmp_path), cfg, scaler)
-    (tmp_path / "params.json").write_text(json.dumps(dict(cfg, out_dir="runs")))
-    (tmp_path / "scaler.json").write_text(json.dumps(scaler))
-    with pytest.raises(settings.ConfigError, match="stopped before its first epoch ended"):
-        run_folder.check_resumable(str(tmp_path), cfg, scaler)
-    (tmp_path / "checkpoint").mkdir()
-    (tmp_path / "checkpoint" / "state.json").write_text("{}")
-    assert run_folder.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
-    with pytest.raises(settings.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
-        run_folder.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
-    # a setting the folder lacks (a run from before the option existed) ran with its default
-    assert run_folder.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=False), scaler)
-    with pytest.raises(settings.ConfigError, match="use_time_of_day=False there, True now"):
-        run_folder.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=True), scaler)
-    with pytest.raises(settings.ConfigError, match="the data differ .*scaling ranges differ"):
-        run_folder.check_resumable(str(tmp_path), cfg, {"min": 0.0, "max": 10.0})
-    (tmp_path / "checkpoint" / "state.json").write_text('{"data": "abc"}')
-    assert run_folder.check_resumable(str(tmp_path), cfg, scaler, "abc") == str(tmp_path)
-    with pytest.raises(settings.ConfigError, match="frames, slots or external features differ"):
-        run_folder.check_resumable(str(tmp_path), cfg, scaler, "abd")
-    (tmp_path / "metrics.json").write_text("{}")
-    with pytest.raises(settings.ConfigError, match="that run has finished"):
-        run_folder.check_resumable(str(tmp_path), cfg, scaler)
-    assert (tmp_path / "metrics.json").read_text() == "{}"  # untouched
-
-
 class Tiny:
     """Just what Checkpoint.save uses of a model."""
 
@@ -176,12 +144,3 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, mon
         assert (tmp_path / "checkpoint" / name).is_file()
     with np.load(tmp_path / "checkpoint" / state["files"]["best"]) as z:
         np.testing.assert_array_equal(z["a0"], np.ones(3))
-
-
-def test_epoch_order_is_a_permutation_fixed_by_seed_stage_and_epoch():
-    rows = np.arange(10, 60)
-    a = training.epoch_order(rows, 7, 1, 3)
-    assert sorted(a) == list(rows) and not np.array_equal(a, rows)
-    np.testing.assert_array_equal(a, training.epoch_order(rows, 7, 1, 3))
-    for other in [(8, 1, 3), (7, 2, 3), (7, 1, 4)]:
-        assert not np.array_equal(a, training.epoch_order(rows, *other))
