@@ -3,7 +3,8 @@ resumed run continues on the same data and that every worker holds the same weig
 
 A run folder's checkpoint/ (each ensemble member's, in member<i>/checkpoint/) holds the weights
 with the optimizer's moments, the epoch, the history, the early-stopping and averaging state
-(training.py decides what goes in). It is removed once the run's results are written.
+(training.py decides what goes in and calls it every epoch). main.py removes it once the run's
+results are written.
 """
 import hashlib
 import json

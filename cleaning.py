@@ -2,7 +2,7 @@
 frame a slot. Repeated time stamps (files joined with overlapping edges) keep the first or last
 copy, or are an error; all-zero frames city-wide (recording gaps) count as missing on request;
 days lacking any of their slots are dropped, as the official TaxiBJ pipeline does. What was
-done comes back as lines to print.
+done comes back as lines to print. datasets.py calls it.
 """
 import sys
 

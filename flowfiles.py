@@ -2,10 +2,9 @@
 files (through libcity.py), holiday lists and meteorology files, each checked with a message
 that says what was expected.
 
-Time stamps 'YYYYMMDDSS' become integer slot numbers (day number * T + slot - 1), so that every
-later step looks frames up by time, not by array position. What this module returns is a Series:
-the files' rows as given, channels-last (n, H, W, 2), on the original scale; cleaning.py puts
-them in order and datasets.py builds the samples.
+What this module returns is a Series: the files' rows as given, channels-last (n, H, W, 2), on
+the original scale, with their time stamps as slot numbers (timestamps.py). datasets.py calls it;
+cleaning.py then puts the rows in order, and datasets.py builds the samples.
 """
 import collections
 import hashlib

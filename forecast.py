@@ -1,6 +1,7 @@
 """Forecasting with a saved run: python main.py --forecast_from=<run folder> [--horizon=k]
 predicts the k slots after the last one of the data, recursively, with the run's model, scaling
-and settings; the data files and side files may be given anew (e.g. this week's file).
+and settings; the data files and side files may be given anew (e.g. this week's file). main.py
+calls it when --forecast_from is given.
 """
 import os
 

@@ -1,7 +1,7 @@
 """The input pipeline: batches of sample rows, each gathered from the one frame array and scaled
 on the fly, for fit, evaluate and predict. Under TensorFlow a tf.data pipeline (built in
 backend.py), under JAX and PyTorch a keras.utils.PyDataset; both make each batch with
-gather_batch.
+gather_batch. training.py, report.py and evaluation.py call it.
 """
 import functools
 

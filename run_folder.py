@@ -1,6 +1,6 @@
 """Run folders: each run writes everything into a new folder that no earlier run used, and
 files are replaced whole (written to .tmp, then renamed), so nothing a user has is overwritten
-or half-written.
+or half-written. main.py and forecast.py call it.
 
     new_run_dir / start_run_folder   a new folder, its settings, scaling and holiday list
     check_resumable / resume_hint    --resume: the checks, and the command that continues a run

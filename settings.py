@@ -2,9 +2,10 @@
 preset and the data set's defaults, then checked, all before any data is read.
 
     apply_overrides(argv)  --key=value arguments -> params, each key and type checked
-    resolve_config()       -> the dict of every setting a run uses (main.py, forecast.py)
+    resolve_config()       -> the dict of every setting a run uses
 
-main.py and this module are the only readers of params.py; everything else takes arguments.
+main.py calls both. main.py and this module are the only readers of params.py; everything else
+takes arguments.
 """
 import ast
 import json

@@ -3,17 +3,16 @@ over epochs (main.py calls build_and_compile, split_rows and train).
 
 Stage 1 fits the first 90% of the training samples and stops early on the validation RMSE,
 keeping the best weights (as Keras' EarlyStopping with restore_best_weights; a loss or validation
-RMSE that is not finite stops the run with a clear error). Stage 2 continues on
-all training samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and
-optionally averages the weights of its last epochs.
+RMSE that is not finite stops the run with a clear error). Stage 2 continues on all training
+samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and optionally
+averages the weights of its last epochs.
 
 After every epoch the whole state is saved in the run folder's checkpoint/ (checkpoint.py): the
 weights with the optimizer's moments, the epoch, the history, and the early-stopping and
 averaging state. A run that diverges or collapses to a constant prediction is stopped with a
-message naming the remedy. Each
-epoch's sample order depends only on (seed, stage, epoch). So a run killed at any moment
-continues from its last completed epoch (python main.py ... --resume=<run folder>) and ends
-with the same weights as an uninterrupted run.
+message naming the remedy. Each epoch's sample order depends only on (seed, stage, epoch), so a
+run killed at any moment continues from its last completed epoch (python main.py ...
+--resume=<run folder>) and ends with the same weights as an uninterrupted run.
 """
 import functools
 import time
