@@ -1,0 +1,17 @@
+"""Tests of report.py: the results table, which sets each of the paper's rows beside this run's
+figures in that row's own convention."""
+import report
+
+
+def test_results_table_compares_each_paper_row_in_its_own_convention():
+    m = {"flow_names": ["a", "b"], "paper_factor": 2.0}
+    for s in ("", "_ha", "_last"):
+        m.update({f"rmse{s}": 1.0, f"mae{s}": 1.0, f"rmse{s}_flow0": 1.0, f"rmse{s}_flow1": 1.0,
+                  f"rmse_paper{s}": 2.0})
+    taxibj = report.results_table(m, "taxibj").splitlines()
+    bikenyc = report.results_table(m, "bikenyc").splitlines()
+    header = taxibj[0]
+    (row,) = [line for line in taxibj if "L12-E-BN" in line]
+    assert row.rstrip().endswith("16.69") and len(row.rstrip()) == header.index("RMSE") + 4
+    (row,) = [line for line in bikenyc if "ST-ResNet (L=4)" in line]
+    assert row.rstrip().endswith("6.33") and len(row.rstrip()) == len(header)

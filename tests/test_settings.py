@@ -1,0 +1,99 @@
+"""Tests of settings.py: command-line overrides (type-checked against params.py), the paper's
+per-dataset defaults, presets, and the clear errors for impossible settings, both in-process and
+as one line from main.py before any run folder is made."""
+import importlib
+
+import pytest
+
+import params
+import settings
+from conftest import run_main
+
+pytestmark = pytest.mark.usefixtures("fresh_params")
+
+
+def test_overrides_are_type_checked_and_applied():
+    settings.apply_overrides(["--dataset=bikenyc", "--lr=1", "--batch_norm=True", "--len_trend=2"])
+    assert params.dataset == "bikenyc"
+    assert params.lr == 1.0 and isinstance(params.lr, float)
+    assert params.batch_norm is True and params.len_trend == 2
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--nope=1", "unknown param 'nope'"),
+    ("--lr=fast", "--lr expects a value of type float"),
+    ("--batch_norm=1", "--batch_norm expects a value of type bool"),
+    ("--len_closeness=2.5", "--len_closeness expects a value of type int"),
+    ("lr=1", "--key=value"),
+])
+def test_bad_overrides_name_the_problem(arg, message):
+    with pytest.raises(settings.ConfigError, match=message.replace("(", r"\(")):
+        settings.apply_overrides([arg])
+
+
+def test_dataset_defaults_are_the_papers_and_explicit_values_win():
+    settings.apply_overrides(["--dataset=taxibj"])
+    cfg = settings.resolve_config()
+    assert (cfg["T"], cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]) == (48, 3, 1, 1)
+    assert (cfg["nb_residual_unit"], cfg["patience"], cfg["days_test"]) == (12, 2, 28)
+    assert cfg["use_holiday"] and cfg["use_meteorology"]
+    importlib.reload(params)
+    settings.apply_overrides(["--dataset=bikenyc", "--nb_residual_unit=2"])
+    cfg = settings.resolve_config()
+    assert (cfg["T"], cfg["len_period"], cfg["len_trend"], cfg["patience"]) == (24, 4, 4, 5)
+    assert cfg["nb_residual_unit"] == 2 and not cfg["use_meteorology"]
+
+
+def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
+    settings.apply_overrides(["--dataset=bikenyc"])
+    paper = settings.resolve_config()
+    assert (paper["lr_schedule"], paper["average_last"], paper["lr_cont"]) == ("constant", 0, 0.0)
+    importlib.reload(params)
+    settings.apply_overrides(["--dataset=bikenyc", "--preset=improved", "--average_last=5"])
+    cfg = settings.resolve_config()
+    preset = params.PRESETS["improved"]
+    assert preset and all(cfg[k] == v for k, v in preset.items() if k != "average_last")
+    assert cfg["average_last"] == 5
+    assert {k: v for k, v in cfg.items() if k not in preset and k != "preset"} == \
+        {k: v for k, v in paper.items() if k not in preset and k != "preset"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--len_closeness=0", "--len_period=0", "--len_trend=0"], "at least one branch"),
+    (["--days_test=0"], "days_test must be >= 1"),
+    (["--len_trend=-1"], "len_trend must be >= 0"),
+    (["--dataset=paris"], "dataset must be one of"),
+    (["--seed=-1"], "seed and threads must be >= 0"),
+    (["--threads=-2"], "seed and threads must be >= 0"),
+    (["--loss=l1"], "loss must be one of mse, mae, huber"),
+    (["--preset=best"], "preset must be one of paper, improved"),
+    (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
+    (["--average_last=-2"], "average_last must be >= 0"),
+    (["--warmup_epochs=-1"], "warmup_epochs must be >= 0"),
+    (["--huber_delta=0"], "huber_delta must be > 0"),
+    (["--output_activation=relu"], "output_activation must be one of tanh, linear"),
+])
+def test_impossible_settings_are_rejected(args, message):
+    settings.apply_overrides(args)
+    with pytest.raises(settings.ConfigError, match=message):
+        settings.resolve_config()
+
+
+def test_cli_errors_are_one_clear_line_and_leave_no_run_folder(tmp_path):
+    result = run_main("--nb_filters=many", f"--out_dir={tmp_path / 'runs'}")
+    assert result.returncode != 0
+    assert "error: --nb_filters expects a value of type int" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_main("--dataset=bikenyc", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'runs'}")
+    assert result.returncode != 0
+    assert f"data file not found: {tmp_path / 'BikeNYC' / 'NYC14_M16x8_T60_NewEnd.h5'}" in result.stderr
+    assert "data/README.md" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_help_lists_every_param_and_exits_cleanly():
+    result = run_main("--help")
+    assert result.returncode == 0
+    for key in ("dataset", "len_closeness", "epochs_cont", "out_dir"):
+        assert f"--{key}=" in result.stdout
