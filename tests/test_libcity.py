@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import datasets
-import libcity
 import flowfiles
+import libcity
+import timestamps
 
 # A NYCBike20140409-style data set in LibCity's text, 2 x 3 grid, lines cell by cell (time within
 # a cell) as LibCity's converters write them; new_flow = 100 row + 10 column + t, end_flow = that
@@ -83,7 +84,7 @@ def test_literal_libcity_text_lands_at_row_column_flow(tmp_path):
     t, r, c = np.meshgrid(range(2), range(2), range(3), indexing="ij")
     assert np.array_equal(frames[..., 0], 100 * r + 10 * c + t)
     assert np.array_equal(frames[..., 1], 1000 + 100 * r + 10 * c + t)
-    assert np.array_equal(slot_ids, flowfiles.parse_timestamps(["2014040102", "2014040103"], 24))
+    assert np.array_equal(slot_ids, timestamps.parse_timestamps(["2014040102", "2014040103"], 24))
 
 
 def test_interval_from_config_or_inferred(tmp_path):
@@ -223,7 +224,7 @@ def test_grid_files_load_like_the_same_hdf5_file(tmp_path):
                        flow_names=("pickup", "dropoff"))
     with h5py.File(tmp_path / "city.h5", "w") as f:
         f["data"] = np.moveaxis(frames, -1, 1).astype(np.float64)
-        f["date"] = np.char.encode(flowfiles.format_timestamps(slot_ids, T), "ascii")
+        f["date"] = np.char.encode(timestamps.format_timestamps(slot_ids, T), "ascii")
     grids = f"{tmp_path / 'CITY' / 'CITY2021a.grid'},{tmp_path / 'CITY' / 'CITY2021b.grid'}"
     a = datasets.load_dataset(grids, "", 3, 1, 1, 1)
     b = datasets.load_dataset(str(tmp_path / "city.h5"), "", 3, 1, 1, 1)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import datasets
-import timestamps
 import pipeline
+import timestamps
 from conftest import TINY, run_main, write_taxibj
 
 pytestmark = pytest.mark.usefixtures("fresh_params")

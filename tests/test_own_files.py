@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import datasets
-import params
 import flowfiles
+import params
 import settings
+import timestamps
 from conftest import ROOT, SHARED_DATA, stamps
 
 pytestmark = pytest.mark.usefixtures("fresh_params")
@@ -42,12 +43,12 @@ def test_quirky_file_is_read_in_time_order_with_incomplete_days_dropped(tmp_path
     assert ds.dropped_days == ["20200105"]
     assert len(ds.frames) == 19 * 48 and np.all(np.diff(ds.slot_ids) > 0)
     # the frame at each time stamp is the file's row with that stamp
-    stamp_of = flowfiles.format_timestamps(ds.slot_ids, 48)
+    stamp_of = timestamps.format_timestamps(ds.slot_ids, 48)
     for i in (0, 100, len(stamp_of) - 1):
         row = shuffled.index(stamp_of[i])
         np.testing.assert_array_equal(ds.frames[i], np.moveaxis(data[row], 0, -1))
     # targets need t-1..t-3, t-48 and t-7*48: day 8 needs day 1; day 5 gone removes 5, 6, 12
-    target_days = sorted({s[:8] for s in flowfiles.format_timestamps(ds.target_slots, 48)})
+    target_days = sorted({s[:8] for s in timestamps.format_timestamps(ds.target_slots, 48)})
     assert target_days[0] == "20200108" and "20200112" not in target_days
     assert ds.n_test == 2 * 48
 
@@ -82,7 +83,7 @@ def test_a_holiday_file_adds_the_holiday_feature_to_bikenyc(tmp_path):
     ds = datasets.load_dataset("bikenyc", str(SHARED_DATA), 3, 4, 4, 10, use_holiday=True,
                                holiday_file=str(tmp_path / "us.txt"))
     assert ds.external.shape[1] == 9
-    days = {s[:8] for s in flowfiles.format_timestamps(ds.target_slots[ds.external[:, 8] == 1], 24)}
+    days = {s[:8] for s in timestamps.format_timestamps(ds.target_slots[ds.external[:, 8] == 1], 24)}
     assert days == {"20140526", "20140704", "20140901"}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import flowfiles
+import timestamps
 import trips_to_flows as ttf
 
 SCRIPT = Path(__file__).resolve().parents[1] / "trips_to_flows.py"
@@ -314,7 +315,7 @@ def test_round_trip_through_datasets(tmp_path):
             for d in (2, 4) for h in range(0, 22, 3) for m in (0, 17, 45)]   # all inside
     report, _, _ = convert(tmp_path, rows, chunk_rows=5, empty_days="zeros")  # in chunks
     frames, dates = flowfiles.load_flow_file(str(tmp_path / "flows.h5"))
-    slots = flowfiles.parse_timestamps(dates, 24)
+    slots = timestamps.parse_timestamps(dates, 24)
     day = (date(2021, 1, 2) - date(1970, 1, 1)).days
     np.testing.assert_array_equal(slots, day * 24 + np.arange(3 * 24))   # days 2, 3, 4
     assert frames.shape == (72, 4, 2, 2)
