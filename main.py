@@ -63,11 +63,10 @@ def open_run_folder(cfg, chief, scaler, data_id):
     return run_dir
 
 
-def train_members(cfg, ds, rows, strategy, run_dir, scaler, data_id):
+def train_members(keras, cfg, ds, rows, strategy, run_dir, scaler, data_id):
     """Builds and trains each member of the ensemble (one model unless ensemble > 1) through
     both stages, seed after seed, on stage 1's (fit, validation) rows.
     -> (models, histories, stage-1 test predictions, seconds)"""
-    keras = backend.import_keras()
     k, members, histories, stage1_preds, seconds = cfg["ensemble"], [], [], [], 0.0
     for i in range(k):
         member_cfg = dict(cfg, seed=cfg["seed"] + i)
@@ -97,13 +96,12 @@ def train_members(cfg, ds, rows, strategy, run_dir, scaler, data_id):
     return members, histories, stage1_preds, seconds
 
 
-def combine(members, histories, cfg, strategy, run_dir):
+def combine(keras, members, histories, cfg, strategy, run_dir):
     """The model to evaluate and save, and its history: the one member, or the ensemble that
     averages the members' outputs with their histories one after the other."""
     if len(members) == 1:
         return members[0], histories[0]
     import st_resnet
-    keras = backend.import_keras()
     with strategy.scope():
         model = st_resnet.ensemble(members)
         # never trained as a whole; compiled so that model.keras keeps the run's jit_compile
@@ -146,8 +144,8 @@ def main(argv):
 
     # model and the two training stages, for each member of the ensemble
     members, histories, stage1_preds, train_seconds = train_members(
-        cfg, ds, rows, strategy, run_dir, scaler, data_id)
-    model, history = combine(members, histories, cfg, strategy, run_dir)
+        keras, cfg, ds, rows, strategy, run_dir, scaler, data_id)
+    model, history = combine(keras, members, histories, cfg, strategy, run_dir)
     model.save(os.path.join(run_dir, "model.tmp.keras"))
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
 
