@@ -44,6 +44,7 @@ def write_csv(path, header, rows):
 def convert(tmp_path, rows, header=NEW_HEADER, minutes=60, **kwargs):
     """Write rows as one CSV, convert it, -> (report, data (n, 2, H, W), dates as str)."""
     kwargs.setdefault("columns", "citibike")
+    kwargs.setdefault("draw_map", False)   # the map has tests of its own; drawing it takes time
     src = write_csv(tmp_path / "trips.csv", header, rows)
     out = str(tmp_path / "flows.h5")
     report = ttf.convert([src], out, BBOX, GRID, minutes, overwrite=True, **kwargs)
@@ -189,7 +190,8 @@ def test_several_files_are_summed(tmp_path):
     paths = [write_csv(tmp_path / "a.csv", NEW_HEADER, one),
              write_csv(tmp_path / "b.csv", NEW_HEADER, two)]
     out = str(tmp_path / "flows.h5")
-    report = ttf.convert(paths, out, BBOX, GRID, 60, "citibike", empty_days="zeros")
+    report = ttf.convert(paths, out, BBOX, GRID, 60, "citibike", empty_days="zeros",
+                         draw_map=False)
     with h5py.File(out, "r") as f:
         data = f["data"][()]
     assert data.shape == (72, 2, 4, 2) and report["rows_read"] == 4
@@ -298,12 +300,12 @@ def test_refuses_to_overwrite(tmp_path):
     rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE)]
     src = write_csv(tmp_path / "t.csv", NEW_HEADER, rows)
     out = str(tmp_path / "o.h5")
-    ttf.convert([src], out, BBOX, GRID, 60)
+    ttf.convert([src], out, BBOX, GRID, 60, draw_map=False)
     with pytest.raises(ttf.TripError, match="exists; pass --overwrite"):
-        ttf.convert([src], out, BBOX, (2, 2), 60)
+        ttf.convert([src], out, BBOX, (2, 2), 60, draw_map=False)
     with h5py.File(out, "r") as f:
         assert f["data"].shape == (24, 2, 4, 2)   # untouched
-    ttf.convert([src], out, BBOX, (2, 2), 60, overwrite=True)
+    ttf.convert([src], out, BBOX, (2, 2), 60, overwrite=True, draw_map=False)
     with h5py.File(out, "r") as f:
         assert f["data"].shape == (24, 2, 2, 2)
     assert not Path(out + ".tmp").exists()
