@@ -303,6 +303,8 @@ def read_errors(source):
         what = "file" if source.compression == "none" else f"{source.compression} file"
         raise TripError(f"{source.name}: corrupt or truncated {what} ({err}); download it "
                         f"again") from err
+    except csv.Error as err:   # a NUL byte, a quote that never closes, ...
+        raise TripError(f"{source.name}: {err}; the file is damaged or not a CSV file") from err
     except (RuntimeError, NotImplementedError) as err:   # an encrypted entry, deflate64, ...
         raise TripError(f"{source.name}: {err}; unpack it with another tool and give the "
                         f"CSV") from err
@@ -378,9 +380,9 @@ def column_alternatives(columns):
                 labels.setdefault(fields, []).append(f"{preset} {generation}")
         return [(" = ".join(label), fields) for fields, label in labels.items()]
     fields = tuple(c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns))
-    parts = [p.strip() for f in fields[:2] for p in f.split("+")]
-    if (len(fields) not in (4, 6) or not all(parts) or len(parts) > 4
-            or any("+" in f or not f for f in fields[2:])):
+    halves = [f.split("+") for f in fields[:2]]
+    if (len(fields) not in (4, 6) or not all(len(h) <= 2 and all(p.strip() for p in h) for h in halves)
+            or not all(f and "+" not in f for f in fields[2:])):
         raise TripError(f"columns must be a preset ({', '.join(COLUMN_PRESETS)}), auto, six names "
                         f"start_time,end_time,start_lat,start_lon,end_lat,end_lon, or four "
                         f"start_time,end_time,start_station_id,end_station_id with --stations; a "

@@ -6,9 +6,9 @@ proposes a box from them (--bbox=auto), and draws the map written beside every o
                                                         trip starts of the busiest cluster
     draw_map(path, cell_totals, bbox, places, title)    trips per cell, the box, points outside
 
-Clusters: places in touching squares of LINK_DEGREES (about 1 km) belong to one cluster, so
-networks kilometres apart (Los Angeles: downtown, the Westside, the port, North Hollywood) are
-separate. The box is searched on the cluster's places binned to at most BOX_BINS per side.
+Clusters: places in touching squares of LINK_DEGREES (about 2 km) belong to one cluster, so
+networks a few kilometres apart (Los Angeles: downtown, the Westside, the port, North Hollywood)
+are separate. The box is searched on the cluster's places binned to at most BOX_BINS per side.
 """
 import math
 import os
@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 RESOLUTION = 1e-4     # degrees (about 11 m): trip ends are counted per cell of this size
-LINK_DEGREES = 0.01   # places in touching squares of this size (about 1 km) form one cluster
+LINK_DEGREES = 0.02   # places in touching squares of this size (about 2 km) form one cluster
 BOX_BINS = 200        # the box search's bins per side: the box is found to 1/200 of the cluster
 SPAN = 4_000_000      # cell keys: lat cell * SPAN + lon cell, both made non-negative
 
@@ -114,10 +114,10 @@ def propose_box(starts, ends, share):
     busiest = np.argmax(np.bincount(labels, counts))
     mine = labels == busiest
     box = smallest_box(lat_cell[mine], lon_cell[mine], counts[mine], share)
-    bbox = [round(edge * RESOLUTION, 4) for edge in box]
+    bbox = [round(float(edge) * RESOLUTION, 4) for edge in box]
     facts = {"share": share, "clusters": int(labels.max() + 1),
              "busiest_cluster_starts": int(counts[mine].sum()),
-             "starts_inside": round(starts.inside(bbox) / max(counts.sum(), 1), 4),
+             "starts_inside": round(starts.inside(bbox) / counts.sum(), 4),
              "ends_inside": round(ends.inside(bbox) / max(ends.counts.sum(), 1), 4)}
     return bbox, facts
 
@@ -154,12 +154,13 @@ def draw_map(path, cell_totals, bbox, places, title):
     all_ax.plot([lon_min, lon_max, lon_max, lon_min, lon_min],
                 [lat_min, lat_min, lat_max, lat_max, lat_min], color="black", linewidth=1.2)
     all_ax.set_title("every place with trips (dot size: trip ends) and the box")
-    all_ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=9)
+    all_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9)
     for ax in (grid_ax, all_ax):
         ax.set(xlabel="longitude", ylabel="latitude")
         ax.set_aspect(1 / math.cos(math.radians((lat_min + lat_max) / 2)))   # true proportions
         ax.locator_params(nbins=5)
         ax.ticklabel_format(useOffset=False)   # whole degrees on every tick, not an offset
     fig.suptitle(title)
-    fig.savefig(path + ".tmp.png", dpi=80, bbox_inches="tight")
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.16, top=0.88, wspace=0.3)
+    fig.savefig(path + ".tmp.png", dpi=80)   # no bbox_inches="tight": it draws the figure twice
     os.replace(path + ".tmp.png", path)

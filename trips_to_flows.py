@@ -226,10 +226,10 @@ def auto_box(sources, stations, share, chunk_rows):
                         "(and --stations)")
     bbox, facts = tripgrid.propose_box(starts, ends, share)
     text = ",".join(f"{edge:.4f}" for edge in bbox)
-    print(f"--bbox=auto: {text} holds {share * 100:g}% of the trip starts of the busiest of "
-          f"{facts['clusters']} clusters of stations, {facts['starts_inside']:.1%} of all trip "
-          f"starts and {facts['ends_inside']:.1%} of all trip ends with coordinates; to keep or "
-          f"change it: --bbox={text}", flush=True)
+    print(f"--bbox=auto: {text} holds {share * 100:g}% of the trip starts in the busiest "
+          f"cluster of stations ({facts['clusters']} found): {facts['starts_inside']:.1%} of all "
+          f"trip starts and {facts['ends_inside']:.1%} of all trip ends with coordinates; to keep "
+          f"or change it: --bbox={text}", flush=True)
     return bbox, facts
 
 

@@ -4,10 +4,15 @@ Every expected grid is written out here by hand. The box used by most tests is l
 -74..-73 on a 4 x 2 grid, so the grid lines (lat 40.75, 40.5, 40.25; lon -73.5) are exact in binary:
 row = floor((41 - lat) * 4), col = floor((lon + 74) * 2).
 """
+import bz2
 import csv
+import gzip
+import io
 import json
+import struct
 import subprocess
 import sys
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -364,3 +369,253 @@ def test_cli_success(tmp_path):
     assert "first day = --start, last day = the last day a counted trip starts" in result.stdout
     with h5py.File(out, "r") as f:
         assert f["data"].shape == (48, 2, 4, 2) and f["data"][20, 0, 0, 0] == 1
+
+
+# ---- operators' files: compression, encodings, date styles, columns, stations --------------------
+
+def csv_bytes(header, rows):
+    """A CSV file's bytes, as write_csv writes them."""
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])
+    return text.getvalue().encode()
+
+
+def convert_files(tmp_path, paths, **kwargs):
+    """Convert the given files -> (report, data)."""
+    out = str(tmp_path / "flows.h5")
+    kwargs.setdefault("draw_map", False)
+    report = ttf.convert([str(p) for p in paths], out, kwargs.pop("bbox", BBOX), GRID, 60,
+                         overwrite=True, **kwargs)
+    with h5py.File(out, "r") as f:
+        return report, f["data"][()]
+
+
+MONTH_ONE = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE),
+             trip("2021-01-01 11:00:00", "2021-01-01 11:20:00", SE, NW)]
+MONTH_TWO = [trip("2021-01-02 07:00:00", "2021-01-02 07:30:00", NW, NW)]
+
+
+def test_compressed_inputs_count_as_plain_ones(tmp_path):
+    one, two = csv_bytes(NEW_HEADER, MONTH_ONE), csv_bytes(NEW_HEADER, MONTH_TWO)
+    (tmp_path / "one.csv").write_bytes(one)
+    (tmp_path / "two.csv").write_bytes(two)
+    gz, bz = tmp_path / "one.csv.gz", tmp_path / "two.csv.bz2"
+    gz.write_bytes(gzip.compress(one))
+    bz.write_bytes(bz2.compress(two))
+    with zipfile.ZipFile(tmp_path / "both.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("one.csv", one)
+        z.writestr("__MACOSX/._one.csv", b"\x00\x05\x16\x07 Mac resource")
+        z.writestr("sub/two.csv", two)
+        z.writestr("sub/._two.csv", b"\x00\x05\x16\x07")
+        z.writestr("README.txt", "not a CSV")
+    plain, want = convert_files(tmp_path, [tmp_path / "one.csv", tmp_path / "two.csv"])
+    assert plain["outflow_events"] == 3 and want.sum() == 6
+    for paths in ([gz, bz], [tmp_path / "both.zip"]):
+        report, data = convert_files(tmp_path, paths)
+        np.testing.assert_array_equal(data, want)
+        assert report["not_counted"] == plain["not_counted"]
+    assert [(i["entry"], i["compression"], i["rows"]) for i in report["inputs"]] == [
+        ("one.csv", "zip", 2), ("sub/two.csv", "zip", 1)]
+
+
+def test_damaged_inputs_are_one_line_errors_naming_the_file(tmp_path):
+    good = csv_bytes(NEW_HEADER, MONTH_ONE * 200)
+    broken = {"cut.csv.gz": gzip.compress(good)[:-40],
+              "cut.zip": (tmp_path / "z").write_bytes(b"") or zip_bytes({"a.csv": good})[:300],
+              "empty.zip": zip_bytes({"__MACOSX/._a.csv": b"x", "notes.txt": b"x"}),
+              "page.csv.gz": b"<html>Access denied</html>",
+              "bad.csv.bz2": b"BZh9" + bytes(range(200)),
+              "sheet.csv": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)}
+    messages = {"cut.csv.gz": r"cut.csv.gz: corrupt or truncated gzip file \(Compressed file "
+                              r"ended.*\); download it again",
+                "cut.zip": r"cut.zip: corrupt or truncated zip file .*; download it again",
+                "empty.zip": r"empty.zip: the zip holds no CSV file \(entries: "
+                             r"\['__MACOSX/._a.csv', 'notes.txt'\]\)",
+                "page.csv.gz": r"page.csv.gz: named as gzip but is not a gzip file \(it starts "
+                               r"with b'<htm'\)",
+                "bad.csv.bz2": r"bad.csv.bz2: corrupt or truncated bzip2 file",
+                "sheet.csv": r"sheet.csv: not a CSV text file \(binary data"}
+    for name, data in broken.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ttf.TripError, match=messages[name]) as error:
+            convert_files(tmp_path, [tmp_path / name])
+        assert "\n" not in str(error.value)
+
+
+def zip_bytes(entries):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_byte_that_is_not_utf8_deep_in_a_utf8_file_is_read_as_latin1(tmp_path):
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE)] * 1500   # > 64 KiB
+    rows.append(["id", "classic_bike", "2021-01-01 12:00:00", "2021-01-01 12:10:00", "Caf\xe9",
+                 *NW, *SE, "member"])
+    text = csv_bytes(NEW_HEADER, rows).replace("Caf\xe9".encode(), b"Caf\xe9")   # Latin-1 é
+    (tmp_path / "mixed.csv").write_bytes(text)
+    report, data = convert_files(tmp_path, [tmp_path / "mixed.csv"])
+    assert report["inputs"][0]["encoding"] == "utf-8" and data[12, 0, 0, 0] == 1
+    assert report["outflow_events"] == 1501
+
+
+def test_date_styles_per_file_and_the_ambiguous_case(tmp_path):
+    us = write_csv(tmp_path / "q3.csv", NEW_HEADER, [   # Los Angeles Q3: M/D/YYYY H:MM
+        trip("7/1/2019 0:04", "7/1/2019 0:09", NW, SE), trip("7/13/2019 10:00", "7/13/2019 10:30",
+                                                             SE, NW)])
+    iso = write_csv(tmp_path / "q4.csv", NEW_HEADER, [
+        trip("2019-07-02 08:00:00", "2019-07-02 08:10:00", NW, SE)])
+    europe = write_csv(tmp_path / "eu.csv", NEW_HEADER, [
+        trip("13/7/2019 10:00", "13/7/2019 10:30", NW, SE), trip("1/7/2019 9:00", "1/7/2019 9:05",
+                                                                 NW, SE)])
+    report, data = convert_files(tmp_path, [us, iso], empty_days="zeros")
+    assert [i["time_format"] for i in report["inputs"]] == [
+        "M/D/YYYY H:MM (month first, as in '7/13/2019 10:00')", "YYYY-MM-DD HH:MM:SS"]
+    assert data[0, 0, 0, 0] == 1 and data[24 + 8, 0, 0, 0] == 1 and data[12 * 24 + 10, 0, 3, 1] == 1
+    report, data = convert_files(tmp_path, [europe], empty_days="zeros")
+    assert report["inputs"][0]["time_format"] == "D/M/YYYY H:MM (day first, as in '13/7/2019 10:00')"
+    assert data.shape[0] == 13 * 24 and data[9, 0, 0, 0] == 1 and data[12 * 24 + 10, 0, 0, 0] == 1
+    ambiguous = write_csv(tmp_path / "amb.csv", NEW_HEADER, [
+        trip("7/1/2019 0:04", "7/1/2019 0:09", NW, SE), trip("8/2/2019 0:04", "8/2/2019 0:09", NW, SE)])
+    with pytest.raises(ttf.TripError, match=r"amb.csv: the dates could be day first or month first "
+                       r"\(no day above 12 in the file\); pass --date_order=month_first"):
+        convert_files(tmp_path, [ambiguous])
+    report, data = convert_files(tmp_path, [ambiguous], date_order="day_first", empty_days="zeros")
+    assert (report["first_slot"], report["last_slot"]) == ("2019010701", "2019020824")
+    assert report["inputs"][0]["time_format"] == "D/M/YYYY H:MM (--date_order)"
+
+
+def test_date_and_time_in_two_columns(tmp_path):
+    header = ["StartDate", "StartTime", "EndDate", "EndTime", "slat", "slon", "elat", "elon"]
+    rows = [["2021-01-01", "10:00", "2021-01-01", "10:20:30", *NW, *SE],
+            ["12/31/2020", "23:50", "1/1/2021", "0:05", *SE, *NW]]
+    columns = "StartDate+StartTime,EndDate+EndTime,slat,slon,elat,elon"
+    report, data = convert_files(tmp_path, [write_csv(tmp_path / "t.csv", header, rows)],
+                                 columns=columns)
+    assert report["first_slot"] == "2020123101" and data.shape == (48, 2, 4, 2)
+    assert data[34, 0, 0, 0] == data[34, 1, 3, 1] == data[23, 0, 3, 1] == data[24, 1, 0, 0] == 1
+    assert data.sum() == 4
+    swapped = "StartTime+StartDate,EndDate+EndTime,slat,slon,elat,elon"
+    with pytest.raises(ttf.TripError, match=r"t.csv: the columns 'StartTime'\+'StartDate' do not "
+                       r"parse together .*\(e.g. '10:00 2021-01-01'\); expected the date column "
+                       r"comes first: StartDate\+StartTime"):
+        convert_files(tmp_path, [tmp_path / "t.csv"], columns=swapped)
+    with pytest.raises(ttf.TripError, match=r"the columns 'StartDate'\+'slat' do not parse "
+                                            r"together .*; expected a date column, then a time"):
+        convert_files(tmp_path, [tmp_path / "t.csv"], columns="StartDate+slat," + columns[20:])
+
+
+def test_station_ids_mapped_by_a_station_table(tmp_path):
+    header = ["trip_id", "starttime", "stoptime", "from_station_id", "to_station_id"]
+    rows = [["1", "2021-01-01 10:00:00", "2021-01-01 10:10:00", "5", "7"],
+            ["2", "2021-01-01 10:30:00", "2021-01-01 10:50:00", "7", "99"],    # 99: not in table
+            ["3", "2021-01-01 11:00:00", "2021-01-01 11:05:00", "", "5"]]      # no start station
+    trips = write_csv(tmp_path / "Divvy_Trips.csv", header, rows)
+    stations = write_csv(tmp_path / "stations.csv", ["id", "name", "latitude", "longitude"],
+                         [["5", "a", *NW], ["7", "b", *SE]])
+    report, data = convert_files(tmp_path, [trips], columns="divvy", stations=stations)
+    assert data[10, 0, 0, 0] == data[10, 1, 3, 1] == data[10, 0, 3, 1] == data[11, 1, 0, 0] == 1
+    assert data.sum() == 4
+    assert report["not_counted"]["start: station not in --stations"] == 1
+    assert report["not_counted"]["end: station not in --stations"] == 1
+    assert report["inputs"][0]["places"] == "station ids via --stations"
+    # Four names given: the two times and the two station ids.
+    report, again = convert_files(tmp_path, [trips], stations=stations,
+                                  columns="starttime,stoptime,from_station_id,to_station_id")
+    np.testing.assert_array_equal(again, data)
+    with pytest.raises(ttf.TripError, match=r"none of the station ids of column "
+                       r"'from_station_id' in the first rows \(e.g. '5'\) is in .*other.csv"):
+        convert_files(tmp_path, [trips], columns="divvy", stations=write_csv(
+            tmp_path / "other.csv", ["id", "lat", "lon"], [["A1", *NW]]))
+
+
+def test_zero_and_blank_coordinates_are_bad_coordinates(tmp_path):
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, SE),
+            trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", ("0.0", "0.0"), SE),
+            trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, ("", "")),
+            trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, ("40.5", "0"))]
+    report, _ = convert_files(tmp_path, [write_csv(tmp_path / "t.csv", NEW_HEADER, rows)],
+                              columns="citibike", bbox=(-1.0, 41.0, -74.0, 1.0))
+    assert report["not_counted"]["start: bad coordinates"] == 1
+    assert report["not_counted"]["end: bad coordinates"] == 2
+    assert report["not_counted"]["end: outside the box"] == 0
+
+
+def test_daylight_saving_hours_are_counted_as_written(tmp_path):
+    """US clocks: 2021-03-14 02:00 jumps to 03:00; 2021-11-07 02:00 falls back to 01:00."""
+    rows = [trip("2021-03-14 01:50:00", "2021-03-14 03:10:00", NW, SE),   # a 20-minute ride
+            trip("2021-11-07 01:10:00", "2021-11-07 01:40:00", NW, SE),   # the first 1 a.m.
+            trip("2021-11-07 01:20:00", "2021-11-07 01:30:00", NW, SE),   # the second, same slot
+            trip("2021-11-07 01:50:00", "2021-11-07 01:05:00", NW, SE)]   # across the fall-back
+    report, data, dates = convert(tmp_path, rows)
+    spring, autumn = list(dates).index("2021031401"), list(dates).index("2021110701")
+    assert len(dates) == 2 * 24   # every day keeps 24 slots: no slot is added or removed
+    assert data[spring + 1, 0, 0, 0] == 1 and data[spring + 3, 1, 3, 1] == 1
+    assert data[spring + 2].sum() == 0   # 02:00-03:00 did not exist: an empty slot
+    assert data[autumn + 1, 0, 0, 0] == data[autumn + 1, 1, 3, 1] == 2   # both 1 a.m. hours
+    assert report["not_counted"]["end before start"] == 1   # both ends of that ride left out
+
+
+# ---- the box and the map -------------------------------------------------------------------------
+
+def test_bbox_auto_finds_the_busiest_cluster(tmp_path, capsys):
+    busy = [(40.500, -73.500), (40.506, -73.497), (40.503, -73.506)]   # three stations, 500 m apart
+    far = (40.20, -73.10)                                              # a smaller network 45 km off
+    rows = [trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", a, b)
+            for a in busy for b in busy] * 3
+    rows += [trip("2021-01-01 12:00:00", "2021-01-01 12:10:00", far, far)] * 4
+    rows += [trip("2021-01-01 12:00:00", "2021-01-01 12:10:00", busy[0], far)]
+    report, data = convert_files(tmp_path, [write_csv(tmp_path / "t.csv", NEW_HEADER, rows)],
+                                 bbox="auto")
+    assert report["bbox"] == [40.5, 40.5061, -73.506, -73.4969]   # 1e-4 cells around the three
+    assert report["bbox_auto"]["clusters"] == 2 and report["bbox_from"] == "--bbox=auto"
+    assert report["bbox_auto"]["starts_inside"] == round(28 / 32, 4)
+    assert report["bbox_auto"]["ends_inside"] == round(27 / 32, 4)
+    assert report["outflow_events"] == 28 and data.sum() == 28 + 27
+    printed = capsys.readouterr().out
+    assert "--bbox=auto: 40.5000,40.5061,-73.5060,-73.4969 holds 99% of the trip starts in the " \
+           "busiest cluster of stations (2 found): 87.5% of all trip starts" in printed
+    with pytest.raises(ttf.TripError, match=r"bbox must be .*auto:PERCENT .* got 'auto:150'"):
+        convert_files(tmp_path, [tmp_path / "t.csv"], bbox="auto:150")
+
+
+def test_map_is_written_beside_the_output(tmp_path):
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER, MONTH_ONE + [
+        trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", NW, OUT)])
+    out = tmp_path / "flows.h5"
+    report = ttf.convert([src], str(out), BBOX, GRID, 60)
+    png = (tmp_path / "flows.h5.map.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 2 * height / 1.5 and report["map"] == str(out) + ".map.png"
+    assert not (tmp_path / "flows.h5.map.png.tmp.png").exists()
+
+
+def test_output_folder_and_box_are_checked_before_reading(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
+    args = dict(paths=[str(tmp_path / "broken.zip")], grid=GRID, minutes=60)
+    for output, bbox, message in [
+            (str(tmp_path / "no" / "such" / "o.h5"), BBOX, r"o.h5: the folder .*no/such does not "
+                                                           r"exist; create it \(mkdir -p"),
+            (str(tmp_path / "o.h5"), (40, 95, -74, -73), r"latitudes must lie in -90..90"),
+            (str(tmp_path / "o.h5"), (40, 41, -74, 200), r"longitudes in -180..180")]:
+        with pytest.raises(ttf.TripError, match=message):
+            ttf.convert(args["paths"], output, bbox, GRID, 60)
+
+
+def test_cli_in_process_auto_box_and_errors(tmp_path, capsys):
+    src = write_csv(tmp_path / "t.csv", NEW_HEADER, [
+        trip("2021-01-01 10:00:00", "2021-01-01 10:10:00", (40.7, -74.0), (40.71, -73.99))])
+    out = str(tmp_path / "o.h5")
+    ttf.main([out, src, "--bbox=auto:100", "--grid=2x2", "--minutes=60", "--columns=citibike"])
+    printed = capsys.readouterr().out
+    assert "--bbox=auto: 40.7000,40.7001,-74.0000,-73.9999 holds 100% of the trip starts" in printed
+    assert f"{src}: 1 rows, columns citibike 2021+, times YYYY-MM-DD HH:MM:SS, utf-8" in printed
+    assert f"map of the grid: {out}.map.png" in printed
+    with pytest.raises(SystemExit, match=r"^error: .*t.csv: its columns \(divvy 2013-2016\)"):
+        write_csv(tmp_path / "t.csv", ["trip_id", "starttime", "stoptime", "from_station_id",
+                                       "to_station_id"], [["1", "1/13/2021 0:00", "1/13/2021 0:05",
+                                                           "5", "7"]])
+        ttf.main([out, src, "--bbox=40,41,-74,-73", "--grid=2x2", "--minutes=60", "--overwrite"])
