@@ -30,8 +30,10 @@ class PointCounts:
 
     def add(self, lat, lon):
         """Count points (lat, lon arrays without NaN)."""
-        lat_cell = np.floor(np.asarray(lat) / RESOLUTION).astype(np.int64) + SPAN // 2
-        lon_cell = np.floor(np.asarray(lon) / RESOLUTION).astype(np.int64) + SPAN // 2
+        # + 1e-6 of a cell: a place written in decimals (34.05) falls in its own cell, not in
+        # the one below it, whatever the rounding of 34.05 / 1e-4.
+        lat_cell = np.floor(np.asarray(lat) / RESOLUTION + 1e-6).astype(np.int64) + SPAN // 2
+        lon_cell = np.floor(np.asarray(lon) / RESOLUTION + 1e-6).astype(np.int64) + SPAN // 2
         keys = np.concatenate([self.keys, lat_cell * SPAN + lon_cell])
         self.keys, inverse = np.unique(keys, return_inverse=True)
         weights = np.concatenate([self.counts, np.ones(len(lat), np.int64)])
