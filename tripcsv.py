@@ -265,7 +265,8 @@ def zip_entries(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise TripError(f"{path}: corrupt or truncated zip file ({err}); download it again") from err
+        raise TripError(f"{path}: corrupt or truncated zip file ({err}); download it "
+                        f"again") from err
     csvs = [n for n in names if n.lower().endswith(".csv") and "__MACOSX/" not in n
             and not os.path.basename(n).startswith("._")]
     if not csvs:
@@ -380,8 +381,8 @@ def column_alternatives(columns):
                 labels.setdefault(fields, []).append(f"{preset} {generation}")
         return [(" = ".join(label), fields) for fields, label in labels.items()]
     fields = tuple(c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns))
-    halves = [f.split("+") for f in fields[:2]]
-    if (len(fields) not in (4, 6) or not all(len(h) <= 2 and all(p.strip() for p in h) for h in halves)
+    times = [f.split("+") for f in fields[:2]]   # a time: one name, or 'date+time'
+    if (len(fields) not in (4, 6) or not all(len(t) <= 2 and all(map(str.strip, t)) for t in times)
             or not all(f and "+" not in f for f in fields[2:])):
         raise TripError(f"columns must be a preset ({', '.join(COLUMN_PRESETS)}), auto, six names "
                         f"start_time,end_time,start_lat,start_lon,end_lat,end_lon, or four "
@@ -411,10 +412,15 @@ def match_fields(fields, headers):
     return positions, problems
 
 
+def header_names(header):
+    """A header row's names as compared and shown: spaces and quotes around each removed."""
+    return [h.strip().strip('"').strip() for h in header]
+
+
 def find_columns(header, columns, name, have_stations):
     """The Layout of a file with this header row: the first alternative of --columns whose
     names each match one header; a header of station ids needs have_stations (--stations)."""
-    headers = [h.strip().strip('"').strip() for h in header]
+    headers = header_names(header)
     misses, needs_stations = [], None
     for label, fields in column_alternatives(columns):
         positions, problems = match_fields(fields, headers)
@@ -448,7 +454,7 @@ class Stations(NamedTuple):
 def station_positions(header, columns, name):
     """Positions of the id, latitude and longitude columns of a station table: the names given
     (--station_columns 'ID,LAT,LON', matched loosely) or found among STATION_NAMES."""
-    headers = [h.strip().strip('"').strip() for h in header]
+    headers = header_names(header)
     if columns:
         wanted = [[c] for c in (columns.split(",") if isinstance(columns, str) else columns)]
         if len(wanted) != 3:
@@ -565,10 +571,11 @@ def settle_date_order(source, sample_times, date_order):
     """-> (day_first, how it was settled) for a file's slash dates: --date_order if given, else
     the first value, in the sample or further on, with a number above 12 in the first place
     (a day: day first) or the second (month first). A file with no such value is refused."""
+    slashes = any(time_fields(t)[2].any() for t in sample_times)
     if date_order:
-        return date_order == "day_first", "--date_order"
-    if not any(time_fields(t)[2].any() for t in sample_times):
-        return False, None   # no slash dates in the sample
+        return date_order == "day_first", "--date_order" if slashes else None
+    if not slashes:
+        return False, None
     time_columns = source.layout.positions[:sum(source.layout.time_parts)]
     for fields, _ in read_chunks(source, SCAN_ROWS, time_columns):
         day, month = zip(*(date_order_evidence(t) for t in split_fields(fields, source.layout)[:2]))

@@ -91,7 +91,7 @@ def cell_of(lat, lon, bbox, grid):
 def count_chunk(trips, counts, report, places, bbox, grid, minutes, slot_range):
     """Add one parsed chunk (tripcsv.Trips) to counts {slot: (2, H*W) int64}, the ends not
     counted to the report by reason, and every end's place with coordinates to places."""
-    backwards = trips.end < trips.start   # NaT compares False: an unparseable time is its end's problem
+    backwards = trips.end < trips.start   # NaT compares False: a bad time is its end's problem
     report["not_counted"]["row too short"] += trips.short
     report["not_counted"]["end before start"] += int(backwards.sum())
     report["rows_read"] += len(trips.start) + trips.short

@@ -114,10 +114,12 @@ GENERATIONS = [
      ["id,name,city,latitude,longitude,dpcapacity,online_date,",   # a trailing comma, as published
       "66,Clinton St & Lake St,Chicago,41.885637,-87.641823,23,6/10/2013 10:43,",
       "171,May St & Cullerton St,Chicago,41.855136,-87.654127,15,6/10/2013 10:43,"], None,
-     "2017-03-31T23:59:07", "2017-04-01T00:13:24", (41.885637, -87.641823), (41.855136, -87.654127)),
-    ("divvy", "2018 Q1, 2019 Q2", '"01 - Rental Details Rental ID","01 - Rental Details Local Start '
-     'Time","01 - Rental Details Local End Time","01 - Rental Details Bike ID","01 - Rental Details '
-     'Duration In Seconds Uncapped","03 - Rental Start Station ID","03 - Rental Start Station Name",'
+     "2017-03-31T23:59:07", "2017-04-01T00:13:24", (41.885637, -87.641823),
+     (41.855136, -87.654127)),
+    ("divvy", "2018 Q1, 2019 Q2", '"01 - Rental Details Rental ID","01 - Rental Details Local '
+     'Start Time","01 - Rental Details Local End Time","01 - Rental Details Bike ID","01 - Rental '
+     'Details Duration In Seconds Uncapped","03 - Rental Start Station ID","03 - Rental Start '
+     'Station Name",'
      '"02 - Rental End Station ID","02 - Rental End Station Name","User Type","Member Gender",'
      '"05 - Member Details Member Birthday Year"',
      '22178529,2019-04-01 00:02:22,2019-04-01 00:09:48,6251,446.0,81,Daley Center Plaza,56,'
@@ -125,7 +127,8 @@ GENERATIONS = [
      ["id,name,city,latitude,longitude,dpcapacity,online_date",
       "81,Daley Center Plaza,Chicago,41.884241,-87.629634,46,6/10/2013",
       "56,Desplaines St & Kinzie St,Chicago,41.888716,-87.644448,27,6/10/2013"], None,
-     "2019-04-01T00:02:22", "2019-04-01T00:09:48", (41.884241, -87.629634), (41.888716, -87.644448)),
+     "2019-04-01T00:02:22", "2019-04-01T00:09:48", (41.884241, -87.629634),
+     (41.888716, -87.644448)),
     ("capitalbikeshare", "2010-2020", "Duration (ms),Start date,End date,Start station number,"
      "Start station,End station number,End station,Bike number,Member Type",
      "840866,8/31/2016 23:59,9/1/2016 0:13,31117,15th & Euclid St  NW,31228,8th & H St NW,W20409,"
@@ -212,7 +215,8 @@ def test_station_header_without_stations_is_refused(tmp_path):
 # ---- names ---------------------------------------------------------------------------------------
 
 def test_loose_names_serve_headers_that_changed(tmp_path):
-    columns = "StartDate+StartTime,EndDate+EndTime,StartLatitude,StartLongitude,EndLatitude,EndLongitude"
+    columns = ("StartDate+StartTime,EndDate+EndTime,StartLatitude,StartLongitude,EndLatitude,"
+               "EndLongitude")
     a = write(tmp_path / "2019-01.csv", [
         "StartDate,StartTime,EndDate,EndTime,StartLatitude,StartLongitude,EndLatitude,EndLongitude",
         "2019-01-31,23:50:00,2019-02-01,00:10:00,40.5,-73.5,40.6,-73.6"])

@@ -475,10 +475,12 @@ def test_date_styles_per_file_and_the_ambiguous_case(tmp_path):
         "M/D/YYYY H:MM (month first, as in '7/13/2019 10:00')", "YYYY-MM-DD HH:MM:SS"]
     assert data[0, 0, 0, 0] == 1 and data[24 + 8, 0, 0, 0] == 1 and data[12 * 24 + 10, 0, 3, 1] == 1
     report, data = convert_files(tmp_path, [europe], empty_days="zeros")
-    assert report["inputs"][0]["time_format"] == "D/M/YYYY H:MM (day first, as in '13/7/2019 10:00')"
+    assert report["inputs"][0]["time_format"] == (
+        "D/M/YYYY H:MM (day first, as in '13/7/2019 10:00')")
     assert data.shape[0] == 13 * 24 and data[9, 0, 0, 0] == 1 and data[12 * 24 + 10, 0, 0, 0] == 1
     ambiguous = write_csv(tmp_path / "amb.csv", NEW_HEADER, [
-        trip("7/1/2019 0:04", "7/1/2019 0:09", NW, SE), trip("8/2/2019 0:04", "8/2/2019 0:09", NW, SE)])
+        trip("7/1/2019 0:04", "7/1/2019 0:09", NW, SE),
+        trip("8/2/2019 0:04", "8/2/2019 0:09", NW, SE)])
     with pytest.raises(ttf.TripError, match=r"amb.csv: the dates could be day first or month first "
                        r"\(no day above 12 in the file\); pass --date_order=month_first"):
         convert_files(tmp_path, [ambiguous])
