@@ -177,6 +177,7 @@ def auto_share(bbox):
 
 
 def check_box(bbox):
+    """Refuse a box that is empty, inverted, not finite or off the globe (lat/lon swapped)."""
     lat_min, lat_max, lon_min, lon_max = bbox
     if not (np.all(np.isfinite(bbox)) and lat_min < lat_max and lon_min < lon_max):
         raise TripError(f"bbox must be LAT_MIN,LAT_MAX,LON_MIN,LON_MAX with LAT_MIN < LAT_MAX and "
@@ -280,10 +281,7 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="auto", start=None, 
     write_flows(output, counts, slots, T, grid)
     seconds = time.perf_counter() - began   # the conversion's speed, without drawing the map
     if draw_map:
-        cells = sum(counts.values(), np.zeros((2, grid[0] * grid[1]))).sum(0).reshape(grid)
-        tripgrid.draw_map(output + ".map.png", cells, bbox, places,
-                          f"{os.path.basename(output)}: {grid[0]}x{grid[1]} cells, "
-                          f"{int(cells.sum()):,} trip ends counted")
+        write_map(output, counts, grid, bbox, places)
     stamps = timestamps.format_timestamps([first, stop - 1], T)
     report.update(output=output, flows=list(FLOWS), grid=list(grid), bbox=list(bbox), T=T,
                   bbox_from="--bbox" if facts is None else "--bbox=auto", bbox_auto=facts,
@@ -300,6 +298,14 @@ def convert(csv_paths, output, bbox, grid, minutes, columns="auto", start=None, 
         json.dump(report, f, indent=2)
     os.replace(output + ".report.json.tmp", output + ".report.json")
     return report
+
+
+def write_map(output, counts, grid, bbox, places):
+    """<output>.map.png: the trip starts and ends counted per cell, the box, the places."""
+    cells = sum(counts.values(), np.zeros((2, grid[0] * grid[1]))).sum(0).reshape(grid)  # (H, W)
+    tripgrid.draw_map(output + ".map.png", cells, bbox, places,
+                      f"{os.path.basename(output)}: {grid[0]}x{grid[1]} cells, "
+                      f"{int(cells.sum()):,} trip ends counted")
 
 
 def time_range(counts, report, start, end, slot_range, T, empty_days):
