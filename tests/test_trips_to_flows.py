@@ -420,7 +420,8 @@ def test_compressed_inputs_count_as_plain_ones(tmp_path):
 
 def test_damaged_inputs_are_one_line_errors_naming_the_file(tmp_path):
     good = csv_bytes(NEW_HEADER, MONTH_ONE * 200)
-    broken = {"cut.csv.gz": gzip.compress(good)[:-40],
+    late = gzip.compress(csv_bytes(NEW_HEADER, MONTH_ONE * 2000))   # cut after its 1,000th row
+    broken = {"cut.csv.gz": gzip.compress(good)[:-40], "late.csv.gz": late[:len(late) * 2 // 3],
               "cut.zip": (tmp_path / "z").write_bytes(b"") or zip_bytes({"a.csv": good})[:300],
               "empty.zip": zip_bytes({"__MACOSX/._a.csv": b"x", "notes.txt": b"x"}),
               "page.csv.gz": b"<html>Access denied</html>",
@@ -428,6 +429,7 @@ def test_damaged_inputs_are_one_line_errors_naming_the_file(tmp_path):
               "sheet.csv": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500)}
     messages = {"cut.csv.gz": r"cut.csv.gz: corrupt or truncated gzip file \(Compressed file "
                               r"ended.*\); download it again",
+                "late.csv.gz": r"late.csv.gz: corrupt or truncated gzip file",
                 "cut.zip": r"cut.zip: corrupt or truncated zip file .*; download it again",
                 "empty.zip": r"empty.zip: the zip holds no CSV file \(entries: "
                              r"\['__MACOSX/._a.csv', 'notes.txt'\]\)",
