@@ -126,6 +126,7 @@ def bench_setting(name, opt, peak):
     jit = (backend.JIT_COMPILE[backend.name()] if opt["jit_compile"] == "auto"
            else opt["jit_compile"] == "True")
     model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse", jit_compile=jit)
+    model.optimizer.build(model.trainable_variables)  # as training.build_and_compile does
     fwd, train = model_flops(model)
     batches = sorted({32, *[int(b) for b in str(opt["batches"]).split(",")]})
     ds = random_dataset(s, max(batches) * opt["steps"] + 8 * 7 * s["T"])

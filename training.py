@@ -187,6 +187,9 @@ def build_and_compile(cfg, ds, name=None):
     rmse = [keras.metrics.RootMeanSquaredError(name="rmse")]  # padding: only samples weighted 1
     model.compile(optimizer=optimizer, loss=loss, jit_compile=cfg["jit_compile"],
                   **{"weighted_metrics" if pipeline.PAD_TO > 1 else "metrics": rmse})
+    # The optimizer's slots are made now, not by the first train step: TensorFlow traces a
+    # function that creates variables twice, which doubled the first epoch's start-up time.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
