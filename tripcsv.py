@@ -599,7 +599,7 @@ def check_times(text, field, name):
                         f"and D/M/YYYY H:MM[:SS]; check --columns")
     first, second = (p.strip() for p in field.split("+"))
     swapped = " ".join(reversed(example.split(" ", 1)))   # the halves the other way round
-    fix = (f"the date column comes first: {second}+{first}" if not np.isnat(
+    fix = (f"the date column first: {second}+{first}" if not np.isnat(
         parse_times([swapped]))[0] else "a date column, then a time column, e.g. 2019-07-01 and "
            "00:04:00, or 7/1/2019 and 0:04")
     raise TripError(f"{name}: the columns {first!r}+{second!r} do not parse together as a time "
@@ -679,8 +679,8 @@ def inspect_inputs(paths, columns, stations, date_order):
 
 
 def parse_trips(fields, short, source, stations, with_times=True):
-    """One chunk of read_chunks -> Trips; with_times=False leaves the times empty (for a pass
-    that needs only the places, such as --bbox=auto's)."""
+    """One chunk of read_chunks -> Trips; with_times=False leaves the times unparsed strings
+    (for a pass that needs only the places: --bbox=auto's)."""
     start, end, places = split_fields(fields, source.layout)
     if with_times:
         start, end = parse_times(start, source.day_first), parse_times(end, source.day_first)

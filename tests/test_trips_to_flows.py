@@ -504,7 +504,7 @@ def test_date_and_time_in_two_columns(tmp_path):
     swapped = "StartTime+StartDate,EndDate+EndTime,slat,slon,elat,elon"
     with pytest.raises(ttf.TripError, match=r"t.csv: the columns 'StartTime'\+'StartDate' do not "
                        r"parse together .*\(e.g. '10:00 2021-01-01'\); expected the date column "
-                       r"comes first: StartDate\+StartTime"):
+                       r"first: StartDate\+StartTime"):
         convert_files(tmp_path, [tmp_path / "t.csv"], columns=swapped)
     with pytest.raises(ttf.TripError, match=r"the columns 'StartDate'\+'slat' do not parse "
                                             r"together .*; expected a date column, then a time"):
