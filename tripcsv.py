@@ -299,6 +299,7 @@ class ReadAhead(io.RawIOBase):
         self.thread.start()
 
     def fill(self, stream):
+        """The thread: read the stream block by block into the queue, then b"" (or its error)."""
         try:
             block = True
             while block and not self.stop.is_set():
@@ -308,6 +309,7 @@ class ReadAhead(io.RawIOBase):
             self.put(err)
 
     def put(self, item):
+        """Queue an item, unless the reader has closed the stream meanwhile."""
         while not self.stop.is_set():   # a reader that stopped early must not leave us blocked
             try:
                 return self.blocks.put(item, timeout=0.1)

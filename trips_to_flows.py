@@ -345,6 +345,7 @@ def parse_numbers(text, sep, count, name, example, kind):
 
 
 def arguments():
+    """The command line's parser: the output, the inputs and the options of convert()."""
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", help="the HDF5 file to write")
     parser.add_argument("inputs", nargs="+", help="trip files (.csv, .csv.gz, .csv.bz2, .zip), "
