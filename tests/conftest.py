@@ -2,6 +2,7 @@
 importable from the repository root, and what several test modules use. The helpers and
 constants are plain names, imported as `from conftest import ...`; `fresh_params` is a fixture,
 asked for with `pytest.mark.usefixtures("fresh_params")`."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,11 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow on one thread here and in the runs started from here, as `--threads=1` sets it: runs
+# compared bit for bit then sum in the same order in this process and in a child, and the tiny
+# models of the tests gain nothing from a second thread (pytest-xdist's other worker uses it)
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +30,12 @@ EPOCH = date(1970, 1, 1)
 
 # a tiny run of main.py: two stage-1 epochs and one stage-2 epoch of a 4-filter network
 TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
-        "--batch_size=64"]
+        "--batch_size=256"]
+# The session's tiny run (the fixture tiny_run): two epochs in each stage, stage 2 on a cosine
+# rate with both epochs averaged; TensorFlow on one thread. The test that runs it again, killed
+# and resumed (test_resume.py), gives these arguments too.
+TINY_RUN = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=2",
+            "--batch_size=256", "--average_last=2", "--lr_schedule=cosine", "--threads=1"]
 
 
 # ---- params and runs of main.py ------------------------------------------------------------------
@@ -38,6 +49,116 @@ def fresh_params():
     importlib.reload(params)
     yield
     importlib.reload(params)
+
+
+def main_in_process(args):
+    """main.main(args) with params as its file sets them, before and after."""
+    import importlib
+
+    import main
+    import params
+    importlib.reload(params)
+    try:
+        return main.main(list(args))
+    finally:
+        importlib.reload(params)
+
+
+def shared_dir(tmp_path_factory):
+    """A folder of this test session that every pytest-xdist worker sees (the session's base
+    folder without xdist): what is made there once serves all of them."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def made_once(folder):
+    """Yields True to the one process (xdist worker) that must make `folder`, False to the others,
+    which wait until it is made."""
+    import fcntl
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder.with_name(folder.name + ".done")
+        yield not done.exists()
+        done.touch()
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """A data folder holding the built-in synthetic city, written once for the session."""
+    folder = shared_dir(tmp_path_factory) / "synthetic_data"
+    with made_once(folder) as first:
+        if first:
+            import flowfiles
+            import synthetic_city
+            synthetic_city.write(str(folder / flowfiles.SYNTHETIC_FILE),
+                                 str(folder / flowfiles.SYNTHETIC_HOLIDAY))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_dir):
+    """The session's one real `python main.py` run, TINY_RUN on the synthetic city, in a child
+    process: (run folder, stdout, stderr)."""
+    out = shared_dir(tmp_path_factory) / "tiny_run"
+    with made_once(out) as first:
+        if first:
+            result = run_main(*TINY_RUN, f"--data_dir={synthetic_dir}", f"--out_dir={out}")
+            assert result.returncode == 0, result.stderr[-3000:]
+            (run_dir,) = out.iterdir()
+            (out.parent / "tiny_run.stdout").write_text(result.stdout)
+            (out.parent / "tiny_run.stderr").write_text(result.stderr)
+            (out.parent / "tiny_run.folder").write_text(str(run_dir))
+    # later runs of the same command may add folders to out (test_resume.py): the first is named
+    return (Path((out.parent / "tiny_run.folder").read_text()),
+            (out.parent / "tiny_run.stdout").read_text(),
+            (out.parent / "tiny_run.stderr").read_text())
+
+
+# A small city: the synthetic city's first 28 days as a flow file of your own (16x8, hourly), so
+# the defaults for files apply (lengths 3/1/1, the output bias). Runs on it (SMALL_RUN, 456
+# training samples) take a fraction of the synthetic city's time; the ensemble, distribution,
+# forecasting and backend tests train on it. With the slot-of-day feature, so that forecasting
+# must rebuild it from a run's settings.
+SMALL_CITY_DAYS = 28
+SMALL_RUN = ["--days_test=2", "--nb_filters=4", "--nb_residual_unit=1", "--epochs=3",
+             "--epochs_cont=2", "--batch_size=64", "--average_last=2", "--lr_schedule=cosine",
+             "--use_time_of_day=True"]
+
+
+@pytest.fixture(scope="session")
+def small_city(tmp_path_factory, synthetic_dir):
+    """The small city's file, written once for the session."""
+    import flowfiles
+    path = shared_dir(tmp_path_factory) / "small_city" / "small_city.h5"
+    with made_once(path.parent) as first:
+        if first:
+            path.parent.mkdir()
+            with h5py.File(synthetic_dir / flowfiles.SYNTHETIC_FILE, "r") as f:
+                n = SMALL_CITY_DAYS * 24
+                write_flow_h5(path, f["date"][:n], f["data"][:n])
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, small_city):
+    """SMALL_RUN on the small city, seed 1337, with 3-step scores, run once for the session in
+    the process that first needs it: its run folder. Tests only read it; those that write into
+    a run folder take a copy (copy_run)."""
+    out = shared_dir(tmp_path_factory) / "small_run"
+    with made_once(out) as first:
+        if first:
+            main_in_process([*SMALL_RUN, "--horizon=3", f"--dataset={small_city}",
+                             f"--out_dir={out}"])
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def copy_run(run_dir, dest):
+    """A copy of a run folder, for a test that writes into one (forecasts)."""
+    import shutil
+    return Path(shutil.copytree(run_dir, Path(dest) / Path(run_dir).name))
 
 
 def run_main(*args, cwd=ROOT):

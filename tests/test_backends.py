@@ -1,12 +1,15 @@
-"""backend.py, and the whole job under the JAX and PyTorch backends, each in its own process with
-TensorFlow made impossible to import: both training stages with an ensemble, weight averaging,
-weight decay, the Huber loss, bfloat16 and multi-step evaluation; a kill and --resume that end with
-exactly the uninterrupted run's metrics (which also shows that the seed alone fixes a run on one
-backend); and model files that cross backends both ways with the same forecasts to float32's
-tolerance (bfloat16's for a bfloat16 model). Also backend.py's own checks: what each backend
-refuses, and which precision 'auto' picks on which hardware.
+"""backend.py, and the whole job under the JAX and PyTorch backends, each in one child process
+(tests/backend_job.py) with TensorFlow made impossible to import: both training stages with an
+ensemble, weight averaging, weight decay, the Huber loss, bfloat16 and multi-step evaluation; a
+run stopped in its second member and resumed that ends with exactly the uninterrupted run's
+metrics (which also shows that the seed alone fixes a run on one backend); model files that cross
+backends both ways with the same forecasts to float32's tolerance (bfloat16's for a bfloat16
+model); and, under JAX, data parallelism over two devices that matches one device. Also
+backend.py's own checks: what each backend refuses, and which precision 'auto' picks on which
+hardware.
 
-PyTorch's tests need it installed (pip install -r requirements-torch.txt; CI does)."""
+PyTorch's tests need it installed (pip install -r requirements-torch.txt); without it they are
+skipped with that line as the reason."""
 import importlib.util
 import json
 import os
@@ -19,27 +22,19 @@ import numpy as np
 import pytest
 
 import backend
-import main
 import settings
-from conftest import ROOT, TINY, kill_in_second_member
-
-ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=3", "--epochs_cont=2",
-        "--batch_size=256", "--ensemble=2", "--average_last=1", "--weight_decay=0.1",
-        "--loss=huber", "--horizon=2", "--precision=mixed_bfloat16", "--verbose=2"]
-BACKENDS = [pytest.param("jax"), pytest.param("torch", marks=pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None,
-    reason="PyTorch is not installed: pip install -r requirements-torch.txt"))]
-
+from conftest import ROOT, copy_run, main_in_process
 
 def env(name, blocked):
     """The environment of a process on backend `name`, where `import tensorflow` fails. JAX
-    keeps its compiled steps in a cache that the test processes share (the same programs, so the
-    same results; it saves the tests most of their compile time)."""
+    keeps its compiled steps in a cache (the same programs, so the same results; each model
+    of the job compiles the same steps)."""
+    extra = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} if name == "jax" else {}
     return {**os.environ, "KERAS_BACKEND": name, "PYTHONPATH": str(blocked),
-            "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
             "JAX_COMPILATION_CACHE_DIR": str(blocked.parent / "jax_cache"),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +47,30 @@ def blocked(tmp_path_factory):
     return folder
 
 
-def run(name, blocked, *args):
-    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600, env=env(name, blocked))
-
-
 def metrics(run_dir):
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     m.pop("train_seconds")
     return m
 
 
-def forecast(run_dir, name=None, blocked=None):
-    """A 2-step forecast from the run folder (this process's TensorFlow when name is None)."""
-    before = set(Path(run_dir).glob("forecast-*.h5"))
-    if name is None:
-        main.main([f"--forecast_from={run_dir}", "--horizon=2"])
-    else:
-        result = run(name, blocked, f"--forecast_from={run_dir}", "--horizon=2")
-        assert result.returncode == 0, result.stderr[-3000:]
-    (path,) = set(Path(run_dir).glob("forecast-*.h5")) - before
+def only(folder):
+    (run_dir,) = Path(folder).iterdir()
+    return run_dir
+
+
+def forecast_file(run_dir, before=()):
+    """The data of the run folder's one forecast file that is not in `before`."""
+    (path,) = set(Path(run_dir).glob("forecast-*.h5")) - set(before)
     with h5py.File(path) as f:
         return f["data"][:]
+
+
+def forecast_here(run_dir, tmp_path):
+    """A 2-step forecast by this process's TensorFlow, from a copy of the run folder."""
+    copy = copy_run(run_dir, tmp_path / Path(run_dir).parent.name)
+    before = list(copy.glob("forecast-*.h5"))
+    main_in_process([f"--forecast_from={copy}", "--horizon=2"])
+    return forecast_file(copy, before)
 
 
 def test_the_import_guard_blocks_tensorflow(blocked):
@@ -82,67 +79,93 @@ def test_the_import_guard_blocks_tensorflow(blocked):
     assert result.returncode != 0 and "TensorFlow is blocked" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def tf_run(tmp_path_factory):
-    """A small run made by this process, under TensorFlow."""
-    out = tmp_path_factory.mktemp("tf_run")
-    return main.main([*TINY, "--verbose=0", f"--out_dir={out}"])
+class Job:
+    """The tests of one backend's job; TestJax and TestPyTorch name the backend. Each class is
+    one scope for pytest-xdist (--dist loadscope), so the two jobs can run side by side."""
+    backend = None
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def job(cls, request, blocked, tmp_path_factory, small_city):
+        """tests/backend_job.py's folder under the backend: whole/, killed/, the forecasts, and
+        under JAX one/ and two/; what each step printed is in <step>.txt. The float32 run
+        folder made under TensorFlow that it forecasts with (the session's small run) is made,
+        or waited for, while the job trains."""
+        name = cls.backend
+        out = tmp_path_factory.mktemp(f"job_{name}")
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "backend_job.py"),
+                                 str(out), str(small_city)], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env(name, blocked))
+        try:
+            (out / "tf_run.tmp").write_text(str(request.getfixturevalue("small_run")))
+            (out / "tf_run.tmp").rename(out / "tf_run.txt")
+            _, stderr = proc.communicate(timeout=600)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, stderr[-3000:]
+        return name, out
+
+    def test_the_whole_job_runs_without_tensorflow(self, job):
+        name, out = job
+        run_dir, stdout = only(out / "whole"), (out / "whole.txt").read_text()
+        m = metrics(run_dir)
+        assert m["precision"] == "mixed_bfloat16" and m["member_seeds"] == [1337, 1338]
+        assert m["epochs_stage1_members"] == [3, 3] and m["epochs_stage2_members"] == [2, 2]
+        params = json.loads((run_dir / "params.json").read_text())
+        assert params["backend"] == name and params["jit_compile"] == backend.JIT_COMPILE[name]
+        for key in ("rmse", "rmse_stage1", "rmse_member1", "rmse_member2"):
+            assert np.isfinite(m[key]), key
+        assert "averaged: 1" in stdout and (run_dir / "horizon.csv").is_file()
+        # each member learned: stage 1's validation RMSE fell from its first epoch to its last
+        for member in ("member1", "member2"):
+            rows = (run_dir / member / "history.csv").read_text().splitlines()[1:4]
+            val = [float(r.split(",")[5]) for r in rows]
+            assert val[-1] < val[0], (member, val)
+
+    def test_a_stopped_run_resumes_to_the_same_metrics(self, job):
+        name, out = job
+        resumed = (out / "resumed.txt").read_text()
+        assert "resuming from the checkpoint: both stages done" in resumed  # member 1
+        assert "resuming from the checkpoint: stage 1, 1 epoch(s) of it done" in resumed
+        assert metrics(only(out / "killed")) == metrics(only(out / "whole"))
+
+    def test_model_files_cross_backends(self, job, small_run, tmp_path):
+        name, out = job
+        # a float32 model, made under TensorFlow (the session's small run): float32's tolerance
+        theirs, ours = forecast_file(out / "tf_run"), forecast_here(small_run, tmp_path)
+        assert theirs.shape == ours.shape == (2, 2, 16, 8)
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4 * np.abs(ours).max())
+        # the backend's bfloat16 model: each backend sums its bfloat16 products in its own
+        # order, so they agree to bfloat16's precision (8 bits: 0.4% a rounding), within 1% of
+        # the largest flow
+        whole = only(out / "whole")
+        own, by_tf = forecast_file(whole), forecast_here(whole, tmp_path)
+        assert np.abs(by_tf - own).max() <= 0.01 * np.abs(own).max()
+        assert np.abs(by_tf - own).mean() <= 0.002 * np.abs(own).max()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def whole(request, blocked, tmp_path_factory):
-    name = request.param
-    out = tmp_path_factory.mktemp(f"whole_{name}")
-    result = run(name, blocked, *ARGS, f"--out_dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = out.iterdir()
-    return name, run_dir, result.stdout
+class TestJax(Job):
+    backend = "jax"
+
+    def test_data_parallel_over_two_devices_matches_one_device(self, job):
+        name, out = job
+        two = (out / "two.txt").read_text()
+        assert "distribute=mirrored: 2 replicas, 32 samples each per step" in two
+        assert "every local replica holds the same weights: True" in two
+        assert metrics(only(out / "two"))["rmse"] == pytest.approx(
+            metrics(only(out / "one"))["rmse"], rel=0.01)
 
 
-def test_the_whole_job_runs_without_tensorflow(whole):
-    name, run_dir, stdout = whole
-    m = metrics(run_dir)
-    assert m["precision"] == "mixed_bfloat16" and m["member_seeds"] == [1337, 1338]
-    assert m["epochs_stage1_members"] == [3, 3] and m["epochs_stage2_members"] == [2, 2]
-    params = json.loads((run_dir / "params.json").read_text())
-    assert params["backend"] == name and params["jit_compile"] == backend.JIT_COMPILE[name]
-    for key in ("rmse", "rmse_stage1", "rmse_member1", "rmse_member2"):
-        assert np.isfinite(m[key]), key
-    assert "averaged: 1" in stdout and (run_dir / "horizon.csv").is_file()
-    # each member learned: stage 1's validation RMSE fell from its first epoch to its last
-    for member in ("member1", "member2"):
-        rows = (run_dir / member / "history.csv").read_text().splitlines()[1:4]
-        val = [float(r.split(",")[5]) for r in rows]
-        assert val[-1] < val[0], (member, val)
-
-
-def test_a_killed_run_resumes_to_the_same_metrics(whole, blocked, tmp_path):
-    name, run_dir, _ = whole
-    # killed in member 2's stage 1, after member 1 has finished
-    kill_in_second_member([*ARGS, f"--out_dir={tmp_path}"], env(name, blocked),
-                          "stage 1 epoch 2/3", ROOT)
-    (killed,) = tmp_path.iterdir()
-    assert not (killed / "metrics.json").exists()
-    resumed = run(name, blocked, *ARGS, f"--out_dir={tmp_path}", f"--resume={killed}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from the checkpoint" in resumed.stdout
-    assert metrics(killed) == metrics(run_dir)
-
-
-def test_model_files_cross_backends(whole, blocked, tf_run):
-    name, run_dir, _ = whole
-    # a float32 model, made here under TensorFlow: float32's tolerance
-    theirs, ours = forecast(tf_run, name, blocked), forecast(tf_run)
-    assert theirs.shape == ours.shape == (2, 2, 16, 8)
-    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4 * np.abs(ours).max())
-    # the backend's bfloat16 model: each backend sums its bfloat16 products in its own order, so
-    # they agree to bfloat16's precision (8 bits: 0.4% a rounding), within 1% of the largest flow
-    own, by_tf = forecast(run_dir, name, blocked), forecast(run_dir)
-    assert np.abs(by_tf - own).max() <= 0.01 * np.abs(own).max()
-    assert np.abs(by_tf - own).mean() <= 0.002 * np.abs(own).max()
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                    reason="PyTorch is not installed: pip install -r requirements-torch.txt")
+class TestPyTorch(Job):  # its distribution is refused (test_a_backend_refuses_what_it_cannot_do)
+    backend = "torch"
 
 
 def test_a_backend_refuses_what_it_cannot_do(monkeypatch):
+    # the rules, whichever backends are installed here
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     with pytest.raises(backend.BackendError, match="not available under KERAS_BACKEND=torch"):
         backend.check(distribute="mirrored")
@@ -159,25 +182,6 @@ def test_a_backend_refuses_what_it_cannot_do(monkeypatch):
     with pytest.raises(backend.BackendError,
                        match="jax is not installed: pip install -r requirements-jax.txt"):
         backend.check()
-
-
-def test_jax_data_parallel_over_two_devices_matches_one_device(blocked, tmp_path):
-    # 3131 training rows: the last batch (59) and others do not split evenly among 2 devices,
-    # so they are padded with samples weighted 0 (pipeline.PAD_TO)
-    args = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
-            "--batch_size=64", "--validation_fraction=0.1001"]
-    one = run("jax", blocked, *args, f"--out_dir={tmp_path / 'one'}")
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "main.py", *args, "--distribute=mirrored",
-                          f"--out_dir={tmp_path / 'two'}"], cwd=ROOT, text=True,
-                         capture_output=True, timeout=600, env={
-                             **env("jax", blocked),
-                             "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert "distribute=mirrored: 2 replicas, 32 samples each per step" in two.stdout
-    assert "every local replica holds the same weights: True" in two.stdout
-    (a,), (b,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
-    assert metrics(b)["rmse"] == pytest.approx(metrics(a)["rmse"], rel=0.01)
 
 
 @pytest.mark.usefixtures("fresh_params")

@@ -11,6 +11,8 @@ import datasets
 import flowfiles
 from conftest import load_small, sid, stamps, write_flow_h5
 
+pytestmark = pytest.mark.smoke
+
 
 def marked(n, base):
     """Frames whose every value is base + row: (n, 2, 4, 3), so that the row a frame came from

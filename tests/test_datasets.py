@@ -19,6 +19,8 @@ from conftest import (BIKENYC_PATH, BJ_DAYS, BJ_MISSING, BJ_STARTS, BJ_T, HOLIDA
                       from_sid, read_holidays_independently, sid, stamp, stamp_of_sid,
                       write_taxibj)
 
+pytestmark = pytest.mark.smoke
+
 
 # ---- the sample index ----------------------------------------------------------------------------
 

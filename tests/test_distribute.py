@@ -1,8 +1,8 @@
 """backend.py's distribution strategies, through main.py: distribute=mirrored over two logical CPU
 devices and distribute=multiworker with two local processes talking over 127.0.0.1: both end with
 the same final weights on every replica and worker, and a test RMSE within 1% of the single-device
-run with the same seed (the summation order of the gradients differs, so the runs are equal in
-meaning, not bit for bit)."""
+run with the same seed, the session's small run (the summation order of the gradients differs, so
+the runs are equal in meaning, not bit for bit)."""
 import json
 import os
 import re
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, SMALL_RUN
 
-ARGS = [*TINY, "--verbose=0"]
+ARGS = [*SMALL_RUN, "--verbose=0"]
 # main.main on two logical CPU devices: they must be set before TensorFlow starts.
 TWO_CPUS = """import sys
 sys.path.insert(0, {root!r})
@@ -44,18 +44,15 @@ def fingerprint(stdout):
 
 
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
-    out = tmp_path_factory.mktemp("single")
-    result = subprocess.run([sys.executable, "main.py", *ARGS, f"--out_dir={out}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, env=env())
-    assert result.returncode == 0, result.stderr[-3000:]
-    return metrics_of(out)
+def single_device(small_run):
+    return json.loads((small_run / "metrics.json").read_text())
 
 
-def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, single_device):
+def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, single_device, small_city):
     result = subprocess.run(
         [sys.executable, "-c", TWO_CPUS.format(root=str(ROOT)), *ARGS, "--distribute=mirrored",
-         f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+         f"--dataset={small_city}", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+        text=True, timeout=600,
         env=env())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distribute=mirrored: 2 replicas, 32 samples each per step" in result.stdout
@@ -76,7 +73,8 @@ def free_ports(n):
     return ports
 
 
-def test_two_workers_end_with_equal_weights_and_only_the_chief_writes(tmp_path, single_device):
+def test_two_workers_end_with_equal_weights_and_only_the_chief_writes(tmp_path, single_device,
+                                                                    small_city):
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
@@ -84,7 +82,8 @@ def test_two_workers_end_with_equal_weights_and_only_the_chief_writes(tmp_path, 
                                 "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
             [sys.executable, "main.py", *ARGS, "--distribute=multiworker",
-             f"--out_dir={tmp_path}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             f"--dataset={small_city}", f"--out_dir={tmp_path}"], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env(TF_CONFIG=tf_config)))
     outputs = []
     try:

@@ -11,6 +11,8 @@ import evaluation
 import flowfiles
 from conftest import BIKENYC_PATH, sid
 
+pytestmark = pytest.mark.smoke
+
 
 def test_rmse_mae_hand_values():
     a = np.array([1.0, 2.0, 3.0, 4.0])

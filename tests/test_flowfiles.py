@@ -12,6 +12,8 @@ import flowfiles
 from conftest import (BIKENYC_PATH, EPOCH, HOLIDAY_PATH, load_small,
                       read_holidays_independently, stamp, stamps, write_flow_h5, write_taxibj)
 
+pytestmark = pytest.mark.smoke
+
 
 # ---- flow files ----------------------------------------------------------------------------------
 

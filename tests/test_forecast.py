@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 import datasets
-from conftest import run_main
-
-# one stage-1 epoch and no stage 2: conftest's TINY trains longer than forecasting needs
-TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=0",
-        "--batch_size=64"]
+from conftest import copy_run, main_in_process, run_main
+from settings import ConfigError
+from timestamps import DataError
 
 
 def test_recursive_inputs_take_predictions_for_slots_from_the_start_on():
@@ -41,14 +39,11 @@ def test_recursive_inputs_take_predictions_for_slots_from_the_start_on():
     assert list(ok) == [False, True]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("forecast")
-    # with the slot-of-day feature, so that forecasting must rebuild it from the run's settings
-    result = run_main(*TINY, "--horizon=3", "--use_time_of_day=True", f"--data_dir={tmp / 'data'}", f"--out_dir={tmp / 'runs'}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = list((tmp / "runs").iterdir())
-    return tmp, run_dir
+@pytest.fixture
+def trained(small_run, small_city, tmp_path):
+    """A copy of the session's small run (3-step scores, the slot-of-day feature, so that
+    forecasting must rebuild it from the run's settings) and its data file."""
+    return small_city, copy_run(small_run, tmp_path)
 
 
 def test_horizon_scores_start_with_the_one_step_test(trained):
@@ -58,25 +53,25 @@ def test_horizon_scores_start_with_the_one_step_test(trained):
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
     assert float(rows[0]["rmse"]) == pytest.approx(metrics["rmse"], rel=1e-4)
     assert float(rows[0]["rmse_last"]) == pytest.approx(metrics["rmse_last"], rel=1e-6)
-    assert int(rows[0]["n"]) == 240 and int(rows[2]["n"]) == 238   # targets stay in the test
+    assert int(rows[0]["n"]) == 48 and int(rows[2]["n"]) == 46   # targets stay in the test
     assert float(rows[2]["rmse_last"]) > float(rows[0]["rmse_last"])  # older frame, larger error
     assert (run_dir / "error_vs_horizon.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_forecast_from_a_run_folder_matches_its_test_prediction(trained):
-    tmp, run_dir = trained
+def test_forecast_from_a_run_folder_matches_its_test_prediction(trained, tmp_path):
+    city, run_dir = trained
     # The data up to the first test target: forecasting its next slot must give the run's own
     # test prediction for that slot, from the run folder and this file alone.
-    with h5py.File(tmp / "data" / "Synthetic" / "SYN_M16x8_T60_OutIn.h5", "r") as f:
+    with h5py.File(city, "r") as f:
         data, dates = f["data"][()], f["date"][()]
     with h5py.File(run_dir / "test_predictions.h5", "r") as f:
         first_test, expected = f["date"][0], f["data"][0]
     cut = int(np.flatnonzero(dates == first_test)[0])
-    with h5py.File(tmp / "upto.h5", "w") as f:
+    with h5py.File(tmp_path / "upto.h5", "w") as f:
         f.create_dataset("data", data=data[:cut])
         f.create_dataset("date", data=dates[:cut])
-    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'upto.h5'}", "--horizon=2")
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [f"--forecast_from={run_dir}", f"--dataset={tmp_path / 'upto.h5'}", "--horizon=2"]
+    main_in_process(args)
     path = run_dir / f"forecast-{first_test.decode()}-2.h5"
     with h5py.File(path, "r") as f:
         assert f["data"].shape == (2, 2, 16, 8)
@@ -84,8 +79,8 @@ def test_forecast_from_a_run_folder_matches_its_test_prediction(trained):
                                                        dates[cut + 1].decode()]
         np.testing.assert_allclose(f["data"][0], expected, rtol=1e-4, atol=1e-3)
     assert path.with_suffix(".png").is_file()
-    again = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'upto.h5'}", "--horizon=2")
-    assert again.returncode == 0 and (run_dir / f"forecast-{first_test.decode()}-2-2.h5").is_file()
+    main_in_process(args)
+    assert (run_dir / f"forecast-{first_test.decode()}-2-2.h5").is_file()
 
 
 def test_forecast_from_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
@@ -94,36 +89,36 @@ def test_forecast_from_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_forecast_on_data_of_another_grid_is_refused(trained):
-    tmp, run_dir = trained
+def test_forecast_on_data_of_another_grid_is_refused(trained, tmp_path):
+    _, run_dir = trained
     dates = np.array([f"202001{d:02d}{s:02d}" for d in range(1, 31) for s in range(1, 25)],
                      dtype="S10")
-    with h5py.File(tmp / "other_grid.h5", "w") as f:
+    with h5py.File(tmp_path / "other_grid.h5", "w") as f:
         f.create_dataset("data", data=np.ones((len(dates), 2, 5, 5)))
         f.create_dataset("date", data=dates)
-    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'other_grid.h5'}")
-    assert result.returncode != 0 and "has frames of (5, 5, 2) but the model" in result.stderr
+    with pytest.raises(DataError, match=r"has frames of \(5, 5, 2\) but the model"):
+        main_in_process([f"--forecast_from={run_dir}", f"--dataset={tmp_path / 'other_grid.h5'}"])
 
 
-def test_forecast_names_the_missing_history_and_refuses_other_settings(trained):
-    tmp, run_dir = trained
-    dates = np.array([f"202001{d:02d}{s:02d}" for d in range(1, 11) for s in range(1, 25)],
-                     dtype="S10")                      # 10 days: the trend needs 4 weeks
-    with h5py.File(tmp / "short.h5", "w") as f:
+def test_forecast_names_the_missing_history_and_refuses_other_settings(trained, tmp_path):
+    _, run_dir = trained
+    dates = np.array([f"202001{d:02d}{s:02d}" for d in range(1, 6) for s in range(1, 25)],
+                     dtype="S10")                      # 5 days: the trend needs a week
+    with h5py.File(tmp_path / "short.h5", "w") as f:
         f.create_dataset("data", data=np.ones((len(dates), 2, 16, 8)))
         f.create_dataset("date", data=dates)
-    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'short.h5'}")
-    assert result.returncode != 0 and "lacks" in result.stderr and "2019121" in result.stderr
-    result = run_main(f"--forecast_from={run_dir}", "--len_trend=0")
-    assert result.returncode != 0 and "the other settings are the run's" in result.stderr
+    with pytest.raises(DataError, match="lacks .*2019123"):
+        main_in_process([f"--forecast_from={run_dir}", f"--dataset={tmp_path / 'short.h5'}"])
+    with pytest.raises(ConfigError, match="the other settings are the run's"):
+        main_in_process([f"--forecast_from={run_dir}", "--len_trend=0"])
 
 
-def test_forecast_refuses_a_file_with_other_slots_per_day(trained):
-    tmp, run_dir = trained
+def test_forecast_refuses_a_file_with_other_slots_per_day(trained, tmp_path):
+    _, run_dir = trained
     dates = np.array([f"2020{m:02d}{d:02d}{s:02d}" for m in (1, 2) for d in range(1, 29)
                       for s in range(1, 49)], dtype="S10")  # half-hourly: T = 48
-    with h5py.File(tmp / "halfhourly.h5", "w") as f:
+    with h5py.File(tmp_path / "halfhourly.h5", "w") as f:
         f.create_dataset("data", data=np.ones((len(dates), 2, 16, 8)))
         f.create_dataset("date", data=dates)
-    result = run_main(f"--forecast_from={run_dir}", f"--dataset={tmp / 'halfhourly.h5'}")
-    assert result.returncode != 0 and "has 48 slots a day, the model was trained on 24" in result.stderr
+    with pytest.raises(DataError, match="has 48 slots a day, the model was trained on 24"):
+        main_in_process([f"--forecast_from={run_dir}", f"--dataset={tmp_path / 'halfhourly.h5'}"])

@@ -15,6 +15,8 @@ import pytest
 import datasets
 import flowfiles
 
+pytestmark = pytest.mark.smoke
+
 T, DAYS = 24, 12
 LOAD = dict(len_closeness=3, len_period=1, len_trend=1, days_test=2)
 

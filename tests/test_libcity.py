@@ -9,6 +9,8 @@ import flowfiles
 import libcity
 import timestamps
 
+pytestmark = pytest.mark.smoke
+
 # A NYCBike20140409-style data set in LibCity's text, 2 x 3 grid, lines cell by cell (time within
 # a cell) as LibCity's converters write them; new_flow = 100 row + 10 column + t, end_flow = that
 # + 1000; 01:00 and 02:00 of 2014-04-01 are the h5 release's slots 2014040102 and 2014040103.

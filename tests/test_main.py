@@ -1,9 +1,10 @@
-"""Tests of main.py, the story of one run: tiny end-to-end runs that check every artefact of a run
-folder (metrics, model, scaler, params, history, test predictions, plots) against independent
-recomputations, a TaxiBJ run on files in the release format, and too little data reported before
-training."""
+"""Tests of main.py, the story of one run: the session's tiny end-to-end run (a real child
+process, conftest.tiny_run) with every artefact of its run folder (metrics, model, scaler, params,
+history, test predictions, plots) checked against independent recomputations, a TaxiBJ run on
+files in the release format, and too little data reported before training."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import datasets
 import pipeline
 import timestamps
-from conftest import TINY, run_main, write_taxibj
+from conftest import main_in_process, run_main, write_taxibj
 
 pytestmark = pytest.mark.usefixtures("fresh_params")
 
@@ -22,12 +23,11 @@ def test_too_little_data_is_reported_with_the_sample_counts(tmp_path):
     assert "only 3720 samples" in result.stderr and "needs 4800" in result.stderr
 
 
-def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
-    out = tmp_path / "runs"
-    result = run_main(*TINY, "--threads=1", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "threads: 1 intra-op, 1 inter-op" in result.stdout
-    (run_dir,) = list(out.iterdir())
+def test_tiny_end_to_end_run_writes_every_artefact(tiny_run, synthetic_dir):
+    # the session's one real `python main.py` run (conftest.tiny_run); running the same command
+    # again, killed and resumed, is test_resume.py's
+    run_dir, stdout, stderr = tiny_run
+    assert "threads: 1 intra-op, 1 inter-op" in stdout
     files = {p.name for p in run_dir.iterdir()}
     assert {"metrics.json", "model.keras", "scaler.json", "params.json", "history.csv",
             "test_predictions.h5",
@@ -45,16 +45,16 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     assert metrics["n_train"] == 3720 - 240
     assert metrics["rmse_paper"] == pytest.approx(metrics["rmse"] * np.sqrt(128 / 81))
     assert metrics["rmse_stage1"] != metrics["rmse"]  # stage 2 changed the weights
-    assert "after stage 1 only" in result.stdout
+    assert "after stage 1 only" in stdout
     assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
     history = list(csv.DictReader((run_dir / "history.csv").open()))
-    assert [int(r["stage"]) for r in history] == [1, 1, 2]
+    assert [int(r["stage"]) for r in history] == [1, 1, 2, 2]
     cfg = json.loads((run_dir / "params.json").read_text())
     assert cfg["nb_filters"] == 4 and cfg["nb_residual_unit"] == 1 and cfg["T"] == 24
-    assert "ST-ResNet (this run)" in result.stdout and "HA (same weekday and slot)" in result.stdout
-    assert "oneDNN custom operations" not in result.stderr  # TensorFlow's start-up notices hidden
-    assert "stage 1 epoch 1/2 - " in result.stdout and "stage 2 epoch 1/1 - " in result.stdout
+    assert "ST-ResNet (this run)" in stdout and "HA (same weekday and slot)" in stdout
+    assert "oneDNN custom operations" not in stderr  # TensorFlow's start-up notices hidden
+    assert "stage 1 epoch 1/2 - " in stdout and "stage 2 epoch 1/2 - " in stdout
 
     # The run folder alone (model, scaler, params) reproduces the reported test RMSE. Importing
     # modules registers the fusion layer, so no custom_objects are needed.
@@ -62,7 +62,7 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
     import evaluation
     import modules  # noqa: F401
     model = keras.saving.load_model(run_dir / "model.keras")
-    ds = datasets.load_dataset("synthetic", str(tmp_path / "data"), cfg["len_closeness"],
+    ds = datasets.load_dataset("synthetic", str(synthetic_dir), cfg["len_closeness"],
                                cfg["len_period"], cfg["len_trend"], cfg["days_test"],
                                cfg["use_meta"], cfg["use_holiday"], cfg["use_meteorology"])
     ds.scaler = datasets.MinMaxScaler.from_dict(json.loads((run_dir / "scaler.json").read_text()))
@@ -90,24 +90,18 @@ def test_tiny_end_to_end_run_writes_every_artefact(tmp_path):
                    for s in ds.slot_ids[target_pos]])
     assert evaluation.rmse(ds.targets(rows), ha) == pytest.approx(metrics["rmse_ha"], rel=1e-6)
 
-    # The same command again: a new folder, the first one untouched, identical metrics (seeded).
-    before = (run_dir / "metrics.json").read_bytes()
-    again = run_main(*TINY, "--threads=1", f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(list(out.iterdir())) == 2 and (run_dir / "metrics.json").read_bytes() == before
-    (second,) = [p for p in out.iterdir() if p != run_dir]
-    metrics2 = json.loads((second / "metrics.json").read_text())
-    assert metrics2["rmse"] == metrics["rmse"] and metrics2["mae"] == metrics["mae"]
 
-
-def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path):
+def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path, capsys):
     write_taxibj(tmp_path / "data")  # BJ13..BJ16, BJ_Meteorology.h5, BJ_Holiday.txt
     out = tmp_path / "runs"
-    result = run_main("--dataset=taxibj", "--batch_norm=True", "--days_test=1", "--nb_filters=4",
-                      "--nb_residual_unit=1", "--epochs=1", "--epochs_cont=1",
-                      f"--data_dir={tmp_path / 'data'}", f"--out_dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = list(out.iterdir())
+    run_dir = main_in_process(["--dataset=taxibj", "--batch_norm=True", "--days_test=1",
+                               "--nb_filters=4", "--nb_residual_unit=1", "--epochs=1",
+                               "--epochs_cont=1", "--batch_size=144",
+                               f"--data_dir={tmp_path / 'data'}",
+                               f"--out_dir={out}"])
+    assert list(out.iterdir()) == [Path(run_dir)]
+    stdout = capsys.readouterr().out
+    run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["dataset"] == "taxibj" and metrics["n_test"] == 48 and metrics["n_train"] == 432
     assert metrics["flow_names"] == ["inflow", "outflow"]
@@ -119,7 +113,7 @@ def test_taxibj_end_to_end_on_files_in_the_release_format(tmp_path):
     assert [x.name for x in model.inputs] == ["closeness", "period", "trend", "external"]
     assert tuple(model.inputs[3].shape) == (None, 28)  # 8 metadata + 1 holiday + 19 meteorology
     assert any(layer.__class__.__name__ == "BatchNormalization" for layer in model.layers)
-    assert "paper: ST-ResNet L12-E-BN" in result.stdout
+    assert "paper: ST-ResNet L12-E-BN" in stdout
     scaler = json.loads((run_dir / "scaler.json").read_text())
     assert set(scaler["external"]) == {"wind", "temperature"}
     assert scaler["external"]["wind"][0] < scaler["external"]["wind"][1]

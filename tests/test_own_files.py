@@ -3,9 +3,8 @@ together): T inferred, slots out of order, gaps, incomplete days, duplicates, se
 files; through load_dataset and through main.py."""
 import importlib
 import json
-import subprocess
-import sys
 from datetime import date
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,7 +15,7 @@ import flowfiles
 import params
 import settings
 import timestamps
-from conftest import ROOT, SHARED_DATA, stamps
+from conftest import SHARED_DATA, main_in_process, stamps
 
 pytestmark = pytest.mark.usefixtures("fresh_params")
 
@@ -102,20 +101,17 @@ def test_config_for_a_file_uses_its_side_files_and_rejects_other_paths():
         settings.resolve_config()
 
 
-def test_main_runs_on_your_own_file(tmp_path):
+@pytest.mark.smoke  # the smoke tier's tiny end-to-end run
+def test_main_runs_on_your_own_file(tmp_path, capsys):
     dates = stamps(date(2020, 1, 1), 16, 48)
     dates.remove("2020010517")
     write_flows(tmp_path / "city.h5", dates[::-1])  # newest first
     out = tmp_path / "runs"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), f"--dataset={tmp_path / 'city.h5'}",
-         "--days_test=1", "--nb_filters=4", "--nb_residual_unit=1", "--epochs=1",
-         "--epochs_cont=1", f"--out_dir={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "dropped 1 day(s) lacking some of their 48 slots: 20200105" in result.stdout
-    (run_dir,) = list(out.iterdir())
-    assert run_dir.name.startswith("city-")
+    run_dir = Path(main_in_process([f"--dataset={tmp_path / 'city.h5'}", "--days_test=1",
+                                    "--nb_filters=4", "--nb_residual_unit=1", "--epochs=1",
+                                    "--epochs_cont=1", f"--out_dir={out}"]))
+    assert "dropped 1 day(s) lacking some of their 48 slots: 20200105" in capsys.readouterr().out
+    assert list(out.iterdir()) == [run_dir] and run_dir.name.startswith("city-")
     cfg = json.loads((run_dir / "params.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert cfg["T"] == 48 and cfg["slots_per_day"] == 48

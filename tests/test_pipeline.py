@@ -10,6 +10,8 @@ import datasets
 import pipeline
 from conftest import sid
 
+pytestmark = pytest.mark.smoke
+
 
 def small_flow_dataset(lc=3, lp=2, lq=1, ext_cols=3, n_test=4):
     """A hand-built FlowDataset: T=4, 16 days, 3x2 grid, 2 flows, a few missing slots."""

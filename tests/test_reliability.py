@@ -14,6 +14,8 @@ import datasets
 import flowfiles
 import report
 
+pytestmark = pytest.mark.smoke
+
 
 def write_flows(path, days=12, T=24, scale=None, edit=None):
     start = date(2021, 3, 1)

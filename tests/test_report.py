@@ -1,6 +1,10 @@
 """Tests of report.py: the results table, which sets each of the paper's rows beside this run's
 figures in that row's own convention."""
+import pytest
+
 import report
+
+pytestmark = pytest.mark.smoke
 
 
 def test_results_table_compares_each_paper_row_in_its_own_convention():

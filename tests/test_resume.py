@@ -1,8 +1,10 @@
-"""Interrupted runs (main.py's --resume, checkpoint.py): a real kill (SIGKILL; SIGINT, as Ctrl-C) of
-main.py in either stage, then the same command with --resume, ends with exactly the metrics, history
-and predictions of an uninterrupted run with the same seed (tolerance 0: every epoch's sample order
-is a function of (seed, stage, epoch), and weights and optimizer state are restored bit for bit);
-and a crash while a checkpoint is written leaves the previous one whole (checkpoint.py)."""
+"""Interrupted runs (main.py's --resume, checkpoint.py): a real SIGINT (as Ctrl-C) of `python
+main.py` in stage 2, then the same command with --resume, ends with exactly the metrics, history
+and predictions of the uninterrupted run of that command, the session's tiny run (tolerance 0:
+every epoch's sample order is a function of (seed, stage, epoch), and weights and optimizer state
+are restored bit for bit); and a crash while a checkpoint is written leaves the previous one
+whole. The deterministic crash points (stage 1 to 2, within stage 1, before metrics.json, an
+ensemble's second member) are test_ensemble.py's."""
 import csv
 import json
 import os
@@ -16,18 +18,9 @@ import numpy as np
 import pytest
 
 import checkpoint
-import report
-import run_folder
-from conftest import ROOT
+from conftest import ROOT, TINY_RUN, main_in_process
 
-ARGS = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=4", "--epochs_cont=3",
-        "--batch_size=64", "--average_last=2", "--lr_schedule=cosine", "--patience=3"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "main.py", *ARGS, *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=600, env=ENV)
 
 
 def results(run_dir):
@@ -40,85 +33,45 @@ def results(run_dir):
     return metrics, history, pred
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("whole")
-    result = run(f"--out_dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = out.iterdir()
-    assert not (run_dir / checkpoint.CHECKPOINT).exists()  # removed once the results are written
-    return results(run_dir)
-
-
-@pytest.mark.parametrize("sig, after_line", [
-    (signal.SIGKILL, "stage 1 epoch 2/4"),
-    (signal.SIGINT, "stage 2 epoch 2/3"),
-])
-def test_killed_run_resumes_to_the_same_result(tmp_path, uninterrupted, sig, after_line):
+def test_a_run_killed_by_a_signal_resumes_to_the_uninterrupted_result(tiny_run, synthetic_dir,
+                                                                      capsys):
+    whole, _, _ = tiny_run
+    assert not (whole / checkpoint.CHECKPOINT).exists()  # removed once the results are written
+    out = whole.parent  # the same command again: a new folder beside the first
+    before = set(out.iterdir())
+    first_metrics = (whole / "metrics.json").read_bytes()
+    args = [*TINY_RUN, f"--data_dir={synthetic_dir}", f"--out_dir={out}"]
     # SIGINT as at a terminal: pytest started as a background job would pass on SIG_IGN for it,
     # and Python installs no KeyboardInterrupt handler for an ignored signal
-    proc = subprocess.Popen([sys.executable, "main.py", *ARGS, f"--out_dir={tmp_path}"],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=ENV,
+    proc = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
-            if line.startswith(after_line):
-                proc.send_signal(sig)
+            if line.startswith("stage 2 epoch 1/2"):  # mid stage 2: cosine rate, averaging begun
+                proc.send_signal(signal.SIGINT)
                 break
         else:
-            pytest.fail(f"the run ended without printing {after_line!r}")
+            pytest.fail("the run ended without printing 'stage 2 epoch 1/2'")
         rest, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode != 0 and "trained in" not in rest
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = set(out.iterdir()) - before
     assert not (run_dir / "metrics.json").exists()
-    if sig == signal.SIGINT:  # a clear message with the command that continues the run
-        assert f"--resume={run_dir}" in err and "Traceback" not in err
+    # a clear message with the command that continues the run
+    assert f"--resume={run_dir}" in err and "Traceback" not in err
 
-    resumed = run(f"--out_dir={tmp_path}", f"--resume={run_dir}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from the checkpoint" in resumed.stdout
-    assert list(tmp_path.iterdir()) == [run_dir]  # no second folder
+    capsys.readouterr()
+    main_in_process([*args, f"--resume={run_dir}"])
+    assert "resuming from the checkpoint: stage 2, " in capsys.readouterr().out
+    assert set(out.iterdir()) - before == {run_dir}  # no third folder
+    assert (whole / "metrics.json").read_bytes() == first_metrics  # the first run untouched
     metrics, history, pred = results(run_dir)
-    assert metrics == uninterrupted[0]
-    assert history == uninterrupted[1]
-    np.testing.assert_array_equal(pred, uninterrupted[2])
-
-
-@pytest.mark.parametrize("where", ["stage 1 to 2", "before metrics.json"])
-def test_a_crash_at_a_stage_boundary_resumes_to_the_same_result(tmp_path, uninterrupted,
-                                                                monkeypatch, where):
-    """Deterministic kill points the real kills above rarely hit: between stage 1's last epoch
-    and the transition's checkpoint, and after training before the run's results are written."""
-    import importlib
-
-    import main
-    import params
-
-    class Crash(Exception):
-        pass
-
-    def crash(*args, **kwargs):
-        raise Crash
-    if where == "stage 1 to 2":
-        monkeypatch.setattr(report, "predict_test", crash)  # first called for stage 1's predictions
-    else:
-        real = run_folder.write_json
-        monkeypatch.setattr(run_folder, "write_json", lambda path, obj: crash() if path.endswith(
-            "metrics.json") else real(path, obj))
-    importlib.reload(params)
-    with pytest.raises(Crash):
-        main.main([*ARGS, "--verbose=0", f"--out_dir={tmp_path}"])
-    monkeypatch.undo()
-    importlib.reload(params)
-    (run_dir,) = tmp_path.iterdir()
-    main.main([*ARGS, "--verbose=0", f"--out_dir={tmp_path}", f"--resume={run_dir}"])
-    importlib.reload(params)
-    metrics, history, pred = results(run_dir)
-    assert metrics == uninterrupted[0] and history == uninterrupted[1]
-    np.testing.assert_array_equal(pred, uninterrupted[2])
+    want = results(whole)
+    assert metrics == want[0]
+    assert history == want[1]
+    np.testing.assert_array_equal(pred, want[2])
 
 
 class Tiny:

@@ -10,7 +10,7 @@ import pytest
 import run_folder
 import settings
 
-pytestmark = pytest.mark.usefixtures("fresh_params")
+pytestmark = [pytest.mark.smoke, pytest.mark.usefixtures("fresh_params")]
 
 
 def test_run_folders_are_never_reused(tmp_path):

@@ -9,7 +9,7 @@ import params
 import settings
 from conftest import run_main
 
-pytestmark = pytest.mark.usefixtures("fresh_params")
+pytestmark = [pytest.mark.smoke, pytest.mark.usefixtures("fresh_params")]
 
 
 def test_overrides_are_type_checked_and_applied():

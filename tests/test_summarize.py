@@ -6,6 +6,8 @@ import pytest
 
 import summarize
 
+pytestmark = pytest.mark.smoke
+
 
 def fake_run(folder, seed, rmse, lr=0.0002):
     folder.mkdir(parents=True)

@@ -11,6 +11,8 @@ import pytest
 import timestamps
 from conftest import sid, stamp, stamp_of_sid
 
+pytestmark = pytest.mark.smoke
+
 
 def test_parse_timestamps_values_and_bytes():
     cases = [(date(1970, 1, 1), 1, 24), (date(2014, 4, 1), 1, 24), (date(2014, 9, 30), 24, 24),
