@@ -28,9 +28,6 @@ BIKENYC_PATH = SHARED_DATA / "BikeNYC" / "NYC14_M16x8_T60_NewEnd.h5"
 HOLIDAY_PATH = SHARED_DATA / "TaxiBJ" / "BJ_Holiday.txt"
 EPOCH = date(1970, 1, 1)
 
-# a tiny run of main.py: two stage-1 epochs and one stage-2 epoch of a 4-filter network
-TINY = ["--nb_filters=4", "--nb_residual_unit=1", "--epochs=2", "--epochs_cont=1",
-        "--batch_size=256"]
 # The session's tiny run (the fixture tiny_run): two epochs in each stage, stage 2 on a cosine
 # rate with both epochs averaged; TensorFlow on one thread. The test that runs it again, killed
 # and resumed (test_resume.py), gives these arguments too.
@@ -165,26 +162,6 @@ def run_main(*args, cwd=ROOT):
     """`python main.py *args` in a child process; its output is captured as text."""
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
-
-
-def kill_in_second_member(args, env, epoch_line, cwd):
-    """Starts `python main.py *args` and SIGKILLs it once its ensemble's second member prints a
-    line starting with epoch_line; fails the test if the run ends first."""
-    import signal
-    proc = subprocess.Popen([sys.executable, "main.py", *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        second = False
-        for line in proc.stdout:
-            second = second or line.startswith("ensemble member 2/2")
-            if second and line.startswith(epoch_line):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            pytest.fail(f"the run ended before its second member printed {epoch_line!r}")
-        proc.communicate(timeout=120)
-    finally:
-        proc.kill()
 
 
 # ---- time stamps, computed independently with datetime -------------------------------------------
