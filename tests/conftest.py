@@ -152,6 +152,17 @@ def small_run(tmp_path_factory, small_city):
     return run_dir
 
 
+def run_results(run_dir):
+    """What a finished run folder reports, for runs that must agree exactly: (metrics without
+    the training time, history.csv's text, the test predictions)."""
+    import json
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics.pop("train_seconds")
+    with h5py.File(Path(run_dir) / "test_predictions.h5") as f:
+        pred = f["data"][:]
+    return metrics, (Path(run_dir) / "history.csv").read_text(), pred
+
+
 def copy_run(run_dir, dest):
     """A copy of a run folder, for a test that writes into one (forecasts)."""
     import shutil

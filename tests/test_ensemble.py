@@ -18,7 +18,7 @@ import pipeline
 import report
 import run_folder
 import training
-from conftest import SMALL_RUN, main_in_process
+from conftest import SMALL_RUN, main_in_process, run_results
 
 ARGS = [*SMALL_RUN, "--ensemble=2", "--seed=1336"]
 pytestmark = pytest.mark.xdist_group("ensemble")  # its tests share ensemble_run: one worker
@@ -82,14 +82,6 @@ def crash(*args, **kwargs):
     raise Crash
 
 
-def results(run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics.pop("train_seconds")
-    with h5py.File(run_dir / "test_predictions.h5") as f:
-        pred = f["data"][:]
-    return metrics, (run_dir / "history.csv").read_text(), pred
-
-
 def test_an_ensemble_crashed_at_each_boundary_resumes_to_the_same_result(
         ensemble_run, small_city, tmp_path, monkeypatch, capsys):
     """Deterministic stop points that a real kill (test_resume.py) rarely hits, one after the
@@ -135,6 +127,6 @@ def test_an_ensemble_crashed_at_each_boundary_resumes_to_the_same_result(
     main_in_process(args)
     assert capsys.readouterr().out.count("resuming from the checkpoint: both stages done") == 2
     assert list(tmp_path.iterdir()) == [run_dir]
-    got, want = results(run_dir), results(ensemble_run[0])
+    got, want = run_results(run_dir), run_results(ensemble_run[0])
     assert got[0] == want[0] and got[1] == want[1]
     np.testing.assert_array_equal(got[2], want[2])

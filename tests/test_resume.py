@@ -5,7 +5,6 @@ every epoch's sample order is a function of (seed, stage, epoch), and weights an
 are restored bit for bit); and a crash while a checkpoint is written leaves the previous one
 whole. The deterministic crash points (stage 1 to 2, within stage 1, before metrics.json, an
 ensemble's second member) are test_ensemble.py's."""
-import csv
 import json
 import os
 import signal
@@ -13,24 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
 import checkpoint
-from conftest import ROOT, TINY_RUN, main_in_process
+from conftest import ROOT, TINY_RUN, main_in_process, run_results
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-def results(run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics.pop("train_seconds")
-    with open(run_dir / "history.csv") as f:
-        history = list(csv.reader(f))
-    with h5py.File(run_dir / "test_predictions.h5") as f:
-        pred = f["data"][:]
-    return metrics, history, pred
 
 
 def test_a_run_killed_by_a_signal_resumes_to_the_uninterrupted_result(tiny_run, synthetic_dir,
@@ -67,8 +55,8 @@ def test_a_run_killed_by_a_signal_resumes_to_the_uninterrupted_result(tiny_run, 
     assert "resuming from the checkpoint: stage 2, " in capsys.readouterr().out
     assert set(out.iterdir()) - before == {run_dir}  # no third folder
     assert (whole / "metrics.json").read_bytes() == first_metrics  # the first run untouched
-    metrics, history, pred = results(run_dir)
-    want = results(whole)
+    metrics, history, pred = run_results(run_dir)
+    want = run_results(whole)
     assert metrics == want[0]
     assert history == want[1]
     np.testing.assert_array_equal(pred, want[2])
