@@ -1,33 +1,22 @@
-"""Reading raw trip-record files for trips_to_flows.py, as operators publish them.
+"""Understanding raw trip-record files for trips_to_flows.py, as operators publish them.
 
     inspect_inputs(paths, columns, stations, date_order) -> [Source]   every check a sample allows
-    read_chunks(source, chunk_rows) -> (fields, short rows), ...     the needed columns, streamed
     parse_trips(fields, short, source, stations) -> Trips            times and places, vectorised
 
-A Source is one CSV: a plain file, a .gz or .bz2 file, or one CSV entry of a .zip (macOS
-resource entries skipped), in UTF-8 (with or without BOM) or Latin-1. Of its header it takes the
+A Source is one CSV, opened and streamed by tripfiles.py (read_chunks). Of its header it takes the
 start and end time (one column each, or 'date+time': a date and a time column) and the start and
 end place: four coordinate columns, or two station-id columns that a station table
 (read_stations) maps to coordinates. Names are found by a preset of an operator's header
 generations or given, and match loosely (case, spaces and underscores ignored). Each file's time
 format is found from its values; unparseable fields become NaT / NaN, counted by the caller.
 """
-import bz2
-import codecs
-import contextlib
-import csv
-import gzip
-import io
 import itertools
 import operator
-import os
-import queue
-import threading
-import zipfile
-import zlib
 from typing import NamedTuple
 
 import numpy as np
+
+from tripfiles import TripError, detect_encoding, open_rows, read_chunks, sources_of
 
 # Each preset lists an operator's header generations: (label, fields), the fields being the start
 # and end time, then the start lat, start lon, end lat, end lon, or, for headers without
@@ -62,18 +51,9 @@ STATION_NAMES = (("id", "station_id", "station_number", "terminal", "terminal_nu
                   "short_name"), ("latitude", "lat", "station_latitude"),
                  ("longitude", "lon", "lng", "long", "station_longitude"))
 MAX_FIELD = 64       # longer time or coordinate fields are invalid (a broken quote swallows lines)
-SNIFF_BYTES = 1 << 16          # the first bytes of a file, for its encoding and a binary check
-BLOCK_BYTES, READ_AHEAD = 1 << 20, 4   # a compressed file is decompressed ahead in 4 MiB at most
 SAMPLE_ROWS = 1_000            # the first rows of a file, checked before any counting
 SCAN_ROWS = 20_000             # rows read at a time while looking for a day above 12
-MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"PK\x03\x04": "zip", b"PK\x05\x06": "zip"}
-SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".zip": "zip"}
-CODECS = {"utf-8": "utf-8-sig", "utf-8 with BOM": "utf-8-sig", "latin-1": "latin-1"}
 DASH, SLASH, COLON, DOT, SPACE, T = map(ord, "-/:. T")
-
-
-class TripError(ValueError):
-    """A problem a user can fix: bad settings, a missing file or column, an existing output."""
 
 
 class Layout(NamedTuple):
@@ -84,19 +64,6 @@ class Layout(NamedTuple):
     positions: tuple
     time_parts: tuple
     stations: bool
-
-
-class Source(NamedTuple):
-    """One CSV to read: path, zip entry (or None), compression, encoding; after inspection also
-    its Layout, whether its slash dates are day first, and its time format in words."""
-    name: str
-    path: str
-    entry: object = None
-    compression: str = "none"
-    encoding: str = "utf-8"
-    layout: object = None
-    day_first: bool = False
-    time_format: str = "no rows"
 
 
 class Trips(NamedTuple):
@@ -236,189 +203,6 @@ def parse_points(lat_strings, lon_strings):
     lat, lon = parse_coordinates(lat_strings), parse_coordinates(lon_strings)
     bad = (np.abs(lat) > 90) | (np.abs(lon) > 180) | (lat == 0) | (lon == 0) | np.isnan(lat + lon)
     return np.where(bad, np.nan, lat), np.where(bad, np.nan, lon)
-
-
-# ---- opening: compression and text encoding ------------------------------------------------------
-
-def latin1_fallback(error):
-    """Codec error handler: a byte that is not UTF-8 in a file that began as UTF-8 is read as
-    Latin-1 (files joined from several exports mix them) instead of stopping the run."""
-    return error.object[error.start:error.end].decode("latin-1"), error.end
-
-
-codecs.register_error("tripcsv-latin-1", latin1_fallback)
-
-
-def compression_of(path):
-    """'none', 'gzip', 'bzip2' or 'zip', from the file's first bytes; a name ending in .gz,
-    .bz2 or .zip whose bytes are not of that kind is refused (a broken or partial download)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    found = next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), "none")
-    named = SUFFIXES.get(os.path.splitext(path)[1].lower())
-    if named and named != found:
-        raise TripError(f"{path}: named as {named} but is not a {named} file (it starts with "
-                        f"{head!r}): corrupt or truncated; download it again")
-    return found
-
-
-def zip_entries(path):
-    """The CSV entries of a zip, macOS resource entries (__MACOSX/, ._*) skipped."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise TripError(f"{path}: corrupt or truncated zip file ({err}); download it "
-                        f"again") from err
-    csvs = [n for n in names if n.lower().endswith(".csv") and "__MACOSX/" not in n
-            and not os.path.basename(n).startswith("._")]
-    if not csvs:
-        raise TripError(f"{path}: the zip holds no CSV file (entries: {names[:10]}); give the "
-                        f"operator's trip-data zip, or unpack it and give the CSV")
-    return csvs
-
-
-def sources_of(path):
-    """A path -> its Sources: one for a plain, .gz or .bz2 file; one per CSV entry of a zip."""
-    compression = compression_of(path)
-    if compression != "zip":
-        return [Source(path, path, None, compression)]
-    return [Source(f"{path}:{entry}", path, entry, "zip") for entry in zip_entries(path)]
-
-
-class ReadAhead(io.RawIOBase):
-    """A binary stream read ahead by a thread, at most READ_AHEAD blocks: decompression releases
-    the GIL, so it runs on another core while the caller parses the CSV (bz2 decompresses at
-    only ~15 MB/s). An error of the stream is raised again in the reader's thread."""
-
-    def __init__(self, stream):
-        super().__init__()
-        self.blocks, self.stop = queue.Queue(READ_AHEAD), threading.Event()
-        self.pending, self.ended = memoryview(b""), False
-        self.thread = threading.Thread(target=self.fill, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def fill(self, stream):
-        """The thread: read the stream block by block into the queue, then b"" (or its error)."""
-        try:
-            block = True
-            while block and not self.stop.is_set():
-                block = stream.read(BLOCK_BYTES)
-                self.put(block)
-        except Exception as err:   # noqa: BLE001  (handed to the reader, which raises it)
-            self.put(err)
-
-    def put(self, item):
-        """Queue an item, unless the reader has closed the stream meanwhile."""
-        while not self.stop.is_set():   # a reader that stopped early must not leave us blocked
-            try:
-                return self.blocks.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if not self.pending and not self.ended:
-            item = self.blocks.get()
-            if isinstance(item, Exception):
-                raise item
-            self.pending, self.ended = memoryview(item), not item
-        n = min(len(buffer), len(self.pending))
-        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
-        return n
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        super().close()
-
-
-@contextlib.contextmanager
-def open_bytes(source):
-    """The source's uncompressed bytes as a binary stream, read as it goes (bounded memory);
-    compressed ones are decompressed ahead by a thread (ReadAhead)."""
-    if source.compression == "none":
-        with open(source.path, "rb") as f:
-            yield f
-        return
-    with contextlib.ExitStack() as stack:
-        if source.compression == "zip":
-            archive = stack.enter_context(zipfile.ZipFile(source.path))
-            stream = stack.enter_context(archive.open(source.entry))
-        else:
-            opener = {"gzip": gzip.open, "bzip2": bz2.open}[source.compression]
-            stream = stack.enter_context(opener(source.path, "rb"))
-        ahead = stack.enter_context(contextlib.closing(ReadAhead(stream)))   # closed first
-        yield io.BufferedReader(ahead, BLOCK_BYTES)
-
-
-@contextlib.contextmanager
-def read_errors(source):
-    """Turn a damaged file's error, wherever reading meets it, into one line naming the file."""
-    try:
-        yield
-    except (EOFError, zlib.error, zipfile.BadZipFile, OSError) as err:
-        what = "file" if source.compression == "none" else f"{source.compression} file"
-        raise TripError(f"{source.name}: corrupt or truncated {what} ({err}); download it "
-                        f"again") from err
-    except csv.Error as err:   # a NUL byte, a quote that never closes, ...
-        raise TripError(f"{source.name}: {err}; the file is damaged or not a CSV file") from err
-    except (RuntimeError, NotImplementedError) as err:   # an encrypted entry, deflate64, ...
-        raise TripError(f"{source.name}: {err}; unpack it with another tool and give the "
-                        f"CSV") from err
-
-
-def detect_encoding(source):
-    """'utf-8', 'utf-8 with BOM' or 'latin-1', from the first SNIFF_BYTES; binary data (a NUL
-    byte, or many control characters) and UTF-16 are refused. Called by inspect_source."""
-    with read_errors(source), open_bytes(source) as f:
-        head = f.read(SNIFF_BYTES)
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise TripError(f"{source.name}: UTF-16 text; save it as a UTF-8 CSV file")
-    codes = np.frombuffer(head, np.uint8)
-    controls = np.count_nonzero((codes < 32) & ~np.isin(codes, [9, 10, 13]))
-    if b"\0" in head or controls > len(head) // 20:
-        raise TripError(f"{source.name}: not a CSV text file (binary data in its first bytes); "
-                        f"give the operator's CSV, plain or as .zip, .gz or .bz2")
-    try:   # an incremental decoder lets a character cut at the end of the sample pass
-        codecs.getincrementaldecoder("utf-8")().decode(head)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8 with BOM" if head.startswith(codecs.BOM_UTF8) else "utf-8"
-
-
-@contextlib.contextmanager
-def open_rows(source):
-    """A csv.reader over the source's text (its header row first), errors naming the file."""
-    with read_errors(source), open_bytes(source) as raw:
-        text = io.TextIOWrapper(raw, encoding=CODECS[source.encoding],
-                                errors="tripcsv-latin-1", newline="")
-        yield csv.reader(text)
-
-
-def read_chunks(source, chunk_rows, positions=None):
-    """Yield (fields: one sequence of strings per column of source.layout.positions, or of
-    `positions`; the number of rows too short) for up to chunk_rows rows at a time."""
-    positions = positions or source.layout.positions   # at least two: the start and end time
-    pick = operator.itemgetter(*positions)
-    with open_rows(source) as reader:
-        next(reader, None)   # the header, read by inspect_source
-        rows, short = [], 0
-        try:
-            for row in reader:
-                try:
-                    rows.append(pick(row))
-                except IndexError:
-                    short += bool(row)  # a blank line is not a record
-                if len(rows) == chunk_rows:
-                    yield list(zip(*rows)), short
-                    rows, short = [], 0
-        except csv.Error as err:   # a NUL byte, a quote that never closes, ...
-            raise TripError(f"{source.name}, line {reader.line_num}: {err}; the file is damaged "
-                            f"or not a CSV file") from err
-    yield (list(zip(*rows)) if rows else [()] * len(positions)), short
 
 
 # ---- columns -------------------------------------------------------------------------------------

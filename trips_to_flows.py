@@ -49,10 +49,12 @@ import numpy as np
 import flowfiles
 import timestamps
 import tripcsv
+import tripfiles
 import tripgrid
 from tripcsv import TripError
 
-CHUNK_ROWS = 250_000  # rows parsed at once: bounds memory (a few hundred MB) whatever the file size
+CHUNK_ROWS = 10_000   # rows parsed at once: small enough to stay in the CPU's caches, and to let a
+                      # decompressing child run ahead in its pipe while a chunk is counted
 FLOWS = ("outflow (new-flow: trips started)", "inflow (end-flow: trips ended)")
 END_REASONS = ("bad time", "bad coordinates", "outside the box", "outside the time range")
 UNKNOWN_STATION = "station not in --stations"   # a reason of its own, only with --stations
@@ -218,7 +220,7 @@ def auto_box(sources, stations, share, chunk_rows):
     -> (bbox, facts for the report)."""
     starts, ends = tripgrid.PointCounts(), tripgrid.PointCounts()
     for source in sources:
-        for fields, short in tripcsv.read_chunks(source, chunk_rows):
+        for fields, short in tripfiles.read_chunks(source, chunk_rows):
             trips = tripcsv.parse_trips(fields, short, source, stations, with_times=False)
             for points, (lat, lon, _) in zip((starts, ends), trips.places):
                 points.add(lat[~np.isnan(lat)], lon[~np.isnan(lat)])
@@ -242,7 +244,7 @@ def count_inputs(sources, stations, chunk_rows, report, where):
     report["inputs"] = []
     for source in sources:
         rows_before = report["rows_read"]
-        for fields, short in tripcsv.read_chunks(source, chunk_rows):
+        for fields, short in tripfiles.read_chunks(source, chunk_rows):
             trips = tripcsv.parse_trips(fields, short, source, stations)
             count_chunk(trips, counts, report, places, *where)
         report["inputs"].append({

@@ -1,14 +1,13 @@
 """Tests of tripcsv.py: the time stamps and coordinates of trip-record CSV fields, every preset's
 header generations in its operator's style, loose names, encodings and station tables."""
 import codecs
-import io
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tripcsv
+import tripfiles
 
 
 def test_parse_times_formats():
@@ -77,7 +76,7 @@ def read_all(paths, columns="auto", stations=None, station_columns=None, date_or
     table = tripcsv.read_stations(stations, station_columns) if stations else None
     sources = tripcsv.inspect_inputs(paths, columns, table, date_order)
     return sources, [tripcsv.parse_trips(f, short, s, table)
-                     for s in sources for f, short in tripcsv.read_chunks(s, 1000)]
+                     for s in sources for f, short in tripfiles.read_chunks(s, 1000)]
 
 
 RIDE_ID_HEADER = ("ride_id,rideable_type,started_at,ended_at,start_station_name,start_station_id,"
@@ -280,38 +279,3 @@ def test_station_table_duplicates(tmp_path):
     with pytest.raises(tripcsv.TripError, match=r"the station id column is 'id' and 'terminal' "
                                                 r"of .* name the three with --station_columns="):
         tripcsv.read_stations(write(tmp_path / "h.csv", GENERATIONS[-3][4]))
-
-
-class Stream(io.RawIOBase):
-    """A stream that gives `blocks`, then raises `error` (or ends)."""
-
-    def __init__(self, blocks, error=None):
-        self.blocks, self.error = list(blocks), error
-
-    def readable(self):
-        return True
-
-    def read(self, size=-1):
-        if self.blocks:
-            return self.blocks.pop(0)
-        if self.error:
-            raise self.error
-        return b""
-
-
-def test_read_ahead_keeps_order_hands_errors_over_and_stops_early():
-    ahead = tripcsv.ReadAhead(Stream([b"ab", b"cd", b"e"]))
-    assert io.BufferedReader(ahead, 2).read() == b"abcde"
-    ahead.close()
-    failing = io.BufferedReader(tripcsv.ReadAhead(Stream([b"x" * 10], EOFError("cut"))), 4)
-    assert failing.read(10) == b"x" * 10
-    with pytest.raises(EOFError, match="cut"):
-        failing.read(1)
-    failing.close()
-    # A reader that stops after the first block: close() returns although the thread is still
-    # filling a full queue (a bounded one: at most READ_AHEAD blocks wait).
-    many = tripcsv.ReadAhead(Stream([b"y"] * 100))
-    assert many.read(1) == b"y" and many.blocks.maxsize == tripcsv.READ_AHEAD
-    started = time.perf_counter()
-    many.close()
-    assert time.perf_counter() - started < 2 and not many.thread.is_alive()
