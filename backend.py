@@ -229,16 +229,24 @@ def tf_constants(arrays):
     return {k: tf.constant(v) for k, v in arrays.items()}
 
 
-def tf_batches(tensors, rows, batch_size, gather):
-    """A tf.data pipeline of the rows in batches, each made by gather(tensors, rows of the batch,
-    take, transpose, reshape) with TensorFlow's ops."""
+def tf_gather(arrays, gather):
+    """A data set's arrays as TensorFlow constants (one copy for all of its pipelines) and a
+    tf.function that makes the batch of a vector of rows: gather(tensors, rows, take, transpose,
+    reshape) with TensorFlow's ops. Traced once: each pipeline's map then only calls it (every
+    fit, evaluate and predict makes a new pipeline, and tracing the gather anew took 80 ms)."""
+    import tensorflow as tf
+    tensors = tf_constants(arrays)
+    return tf.function(lambda rows: gather(tensors, rows, tf.gather, tf.transpose, tf.reshape),
+                       input_signature=[tf.TensorSpec([None], tf.int64)])
+
+
+def tf_batches(gather, rows, batch_size):
+    """A tf.data pipeline of the rows in batches, each made by gather (tf_gather's)."""
     import tensorflow as tf
     data = tf.data.Dataset.from_tensor_slices(rows)
     # One thread gathers the next batches while the model computes: the gather is 50-200x faster
     # than a training step (bench.py prints both), so more parallelism would buy nothing.
-    return data.batch(batch_size).map(lambda part: gather(
-        tensors, part, tf.gather, tf.transpose, tf.reshape)).prefetch(2).with_options(
-        tf_pipeline_options())
+    return data.batch(batch_size).map(gather).prefetch(2).with_options(tf_pipeline_options())
 
 
 def tf_array_batches(arrays, batch_size):

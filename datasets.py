@@ -134,7 +134,7 @@ class FlowDataset:
         # Frames the model may learn from: everything before the first test target.
         self.first_test_frame = int(index["target"][self.n_train])
         self.scaler = MinMaxScaler().fit(frames[:self.first_test_frame])
-        self._tensors = None
+        self._tf_gather = None   # TensorFlow's traced gather of its pipelines (backend.tf_gather)
 
     @property
     def external_scaling(self):

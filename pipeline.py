@@ -39,11 +39,11 @@ def batches(ds, rows, batch_size):
     import keras  # imported here so that errors in settings and data come first
     rows = np.asarray(rows, dtype=np.int64)
     if keras.backend.backend() == "tensorflow":
-        if ds._tensors is None:  # one copy of frames, index and features for all pipelines
-            ds._tensors = backend.tf_constants({"frames": ds.frames, "external": ds.external,
-                                                **ds.index})
-        return backend.tf_batches(ds._tensors, rows, batch_size, functools.partial(
-            gather_batch, ds))
+        if ds._tf_gather is None:  # one copy of the arrays and one traced gather, for all
+            ds._tf_gather = backend.tf_gather(  # of the data set's pipelines
+                {"frames": ds.frames, "external": ds.external, **ds.index},
+                functools.partial(gather_batch, ds))
+        return backend.tf_batches(ds._tf_gather, rows, batch_size)
     arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
     take = functools.partial(np.take, axis=0)
     return py_dataset(rows, batch_size, lambda part: gather_batch(

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,8 +64,11 @@ def test_a_run_killed_by_a_signal_resumes_to_the_uninterrupted_result(tiny_run, 
 class Tiny:
     """Just what Checkpoint.save uses of a model."""
 
-    def save_weights(self, path):
-        Path(path).write_text("weights")
+    class optimizer:
+        variables = [np.zeros(2, np.float32)]
+
+    def get_weights(self):
+        return [np.ones(2)]
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
@@ -85,3 +87,39 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, mon
         assert (tmp_path / "checkpoint" / name).is_file()
     with np.load(tmp_path / "checkpoint" / state["files"]["best"]) as z:
         np.testing.assert_array_equal(z["a0"], np.ones(3))
+
+
+@pytest.mark.usefixtures("fresh_params")
+def test_a_checkpoint_restores_weights_and_optimizer_bit_for_bit_in_both_formats(synthetic_dir,
+                                                                                 tmp_path):
+    import datasets
+    import settings
+    import training
+    settings.apply_overrides(["--nb_filters=4", "--nb_residual_unit=1", "--batch_norm=True",
+                              "--weight_decay=0.1"])
+    cfg = settings.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(synthetic_dir), cfg["len_closeness"],
+                               cfg["len_period"], cfg["len_trend"], 10, True, cfg["use_holiday"])
+
+    def fresh():
+        return training.build_and_compile(cfg, ds)
+    model = fresh()
+    training.fit_one_epoch(model, ds, np.arange(64), dict(cfg, batch_size=32), 1, 0)
+    weights = model.get_weights()   # with batch norm's moving statistics, which fitting moved
+    optimizer = [np.array(v) for v in model.optimizer.variables]
+    assert int(optimizer[0]) == 2 and any(np.abs(o).sum() > 0 for o in optimizer[2:])
+    saved = checkpoint.Checkpoint(str(tmp_path / "new"))
+    saved.save(model, {"epoch": 1}, {})
+    model.save_weights(tmp_path / "model-1.weights.h5")   # the format before the .npz
+    (tmp_path / "old" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "model-1.weights.h5").rename(tmp_path / "old" / "checkpoint" / "model-1.weights.h5")
+    (tmp_path / "old" / "checkpoint" / "state.json").write_text(json.dumps(
+        {"epoch": 1, "files": {"model": "model-1.weights.h5"}, "count": 1}))
+    for run in ("new", "old"):
+        restored = fresh()
+        state = checkpoint.Checkpoint(str(tmp_path / run)).load(restored)
+        assert state["epoch"] == 1
+        for got, want in zip(restored.get_weights(), weights, strict=True):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(restored.optimizer.variables, optimizer, strict=True):
+            np.testing.assert_array_equal(np.array(got), want)
