@@ -15,6 +15,15 @@ def mae(y_true, y_pred):
     return float(np.mean(np.abs(y_true - y_pred)))
 
 
+def mape(y_true, y_pred, threshold):
+    """Mean absolute percentage error as a fraction, over the values whose truth is above
+    `threshold` (MAPE is undefined at 0 and explodes near it); None when no value is above."""
+    above = y_true > threshold
+    if not above.any():
+        return None
+    return float(np.mean(np.abs(y_true[above] - y_pred[above]) / y_true[above]))
+
+
 def paper_factor(frames):
     """sqrt(cells / cells with any flow): the official BikeNYC script's RMSE convention, which
     averages over the cells holding a station only (81 of 128 for BikeNYC)."""
@@ -47,12 +56,18 @@ def last_frame(frames, slot_ids, target_slots):
     return frames[pos]
 
 
-def scores(y_true, y_pred, prefix=""):
-    """RMSE and MAE over all values and per flow, as flat keys."""
+def scores(y_true, y_pred, prefix="", mape_threshold=None):
+    """RMSE and MAE over all values and per flow, as flat keys; with mape_threshold also MAPE
+    over the values above it (mape{prefix}, mape{prefix}_flow{k})."""
     out = {f"rmse{prefix}": rmse(y_true, y_pred), f"mae{prefix}": mae(y_true, y_pred)}
+    if mape_threshold is not None:
+        out[f"mape{prefix}"] = mape(y_true, y_pred, mape_threshold)
     for k in range(y_true.shape[-1]):
         out[f"rmse{prefix}_flow{k}"] = rmse(y_true[..., k], y_pred[..., k])
         out[f"mae{prefix}_flow{k}"] = mae(y_true[..., k], y_pred[..., k])
+        if mape_threshold is not None:
+            out[f"mape{prefix}_flow{k}"] = mape(y_true[..., k], y_pred[..., k],
+                                                mape_threshold)
     return out
 
 

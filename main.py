@@ -150,7 +150,8 @@ def main(argv):
     os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
 
     # evaluation on the test days
-    y_true, y_pred, metrics = report.evaluate(model, ds, baselines, members, stage1_preds)
+    y_true, y_pred, metrics = report.evaluate(model, ds, baselines, members, stage1_preds,
+                                              cfg["mape_threshold"])
     k = cfg["ensemble"]
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),

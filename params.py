@@ -103,6 +103,9 @@ horizon = 1                # >1: also score 1..horizon steps ahead on the test p
                            # model its own predictions (journal version); with forecast_from: steps
 forecast_from = ""         # a run folder: forecast the slots after the data's last one with its
                            # model instead of training (python main.py --forecast_from=runs/...)
+mape_threshold = 10.0      # MAPE (mean of |error| / true value; a fraction, 0.21 = 21%) is
+                           # scored over the test values above this only, as TaxiNYC's
+                           # published protocol does (> 10): metrics.json, the results table
 
 # ---- output -----------------------------------------------------------------------------------
 out_dir = "runs"           # each run writes a new folder out_dir/<dataset>-<time>; never overwrites

@@ -41,14 +41,17 @@ def predict_test(model, ds):
         pipeline.predict(model, pipeline.batches(ds, rows, 256)))
 
 
-def test_metrics(ds, y_true, y_pred, baselines):
+def test_metrics(ds, y_true, y_pred, baselines, mape_threshold=10.0):
     """Scores of the model (no suffix) and of the other predictions (their suffix: baselines,
-    the model after stage 1), in both RMSE conventions."""
+    the model after stage 1), in both RMSE conventions, with MAPE over the test values above
+    mape_threshold."""
     factor = evaluation.paper_factor(ds.frames[:ds.first_test_frame])
     metrics = {"dataset": ds.name, "n_train": int(ds.n_train), "n_test": int(ds.n_test),
-               "paper_factor": factor, "flow_names": list(flowfiles.flow_names(ds.name))}
+               "paper_factor": factor, "flow_names": list(flowfiles.flow_names(ds.name)),
+               "mape_threshold": mape_threshold,
+               "mape_values": int(np.count_nonzero(y_true > mape_threshold))}
     for suffix, pred in {"": y_pred, **baselines}.items():
-        metrics.update(evaluation.scores(y_true, pred, suffix))
+        metrics.update(evaluation.scores(y_true, pred, suffix, mape_threshold))
         metrics[f"rmse_paper{suffix}"] = metrics[f"rmse{suffix}"] * factor
     return metrics
 
@@ -60,12 +63,17 @@ def results_table(m, dataset):
               for i, seed in enumerate(m.get("member_seeds", []))],
             ("HA (same weekday and slot)", "_ha"), ("last frame", "_last")]
     rows = [(label, s) for label, s in rows if f"rmse{s}" in m]
+    mape = "mape_threshold" in m   # runs before MAPE have none
+
+    def percent(value):
+        return f"{100 * value:.1f}%" if value is not None else "-"
     lines = [f"{'':32}{'RMSE':>8}{'MAE':>8}{'RMSE flow0':>12}{'RMSE flow1':>12}"
-             f"{'RMSE paper conv.':>18}"]
+             f"{'RMSE paper conv.':>18}" + (f"{'MAPE':>8}" if mape else "")]
     for label, s in rows:
         lines.append(f"{label:32}{m['rmse' + s]:8.3f}{m['mae' + s]:8.3f}"
                      f"{m['rmse' + s + '_flow0']:12.3f}{m['rmse' + s + '_flow1']:12.3f}"
-                     f"{m['rmse_paper' + s]:18.3f}")
+                     f"{m['rmse_paper' + s]:18.3f}" +
+                     (f"{percent(m.get('mape' + s)):>8}" if mape else ""))
     for label, value in PAPER_ROWS.get(dataset, []):
         if PAPER_COLUMN[dataset] == "rmse":
             lines.append(f"{'paper: ' + label:32}{value:8.2f}")
@@ -73,6 +81,9 @@ def results_table(m, dataset):
             lines.append(f"{'paper: ' + label:32}{'':40}{value:18.2f}")
     lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
                  f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
+    if mape:
+        lines.append(f"MAPE over the {m['mape_values']:,} test values above "
+                     f"{m['mape_threshold']:g} (--mape_threshold)")
     return "\n".join(lines)
 
 
@@ -92,7 +103,7 @@ def save_plots(run_dir, ds, history, y_true, y_pred):
                         os.path.join(run_dir, "series_busiest_region.png"))
 
 
-def evaluate(model, ds, baselines, members, stage1_preds):
+def evaluate(model, ds, baselines, members, stage1_preds, mape_threshold=10.0):
     """The test predictions, their truth and the scores of the model, of the baselines, of the
     model after stage 1 and (for an ensemble) of each member alone."""
     y_true = ds.targets(np.arange(ds.n_train, ds.n_samples))
@@ -102,7 +113,7 @@ def evaluate(model, ds, baselines, members, stage1_preds):
         others["_stage1"] = np.mean(stage1_preds, axis=0)
     if len(members) > 1:
         others.update({f"_member{i + 1}": predict_test(m, ds) for i, m in enumerate(members)})
-    return y_true, y_pred, test_metrics(ds, y_true, y_pred, others)
+    return y_true, y_pred, test_metrics(ds, y_true, y_pred, others, mape_threshold)
 
 
 def horizon_report(run_dir, model, ds, lengths, horizon):

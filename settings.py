@@ -119,6 +119,9 @@ def check_values(cfg):
                 "ensemble"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    if not cfg["mape_threshold"] >= 0:
+        raise ConfigError(f"mape_threshold must be >= 0 (MAPE counts the test values above "
+                          f"it), got {cfg['mape_threshold']}")
     if not any([cfg["len_closeness"], cfg["len_period"], cfg["len_trend"]]):
         raise ConfigError("len_closeness, len_period and len_trend are all 0: switch on at least "
                           "one branch")

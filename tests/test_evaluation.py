@@ -125,3 +125,19 @@ def test_scores_keys_and_values():
     assert set(s) == {"rmse_real", "mae_real", "rmse_real_flow0", "mae_real_flow0",
                       "rmse_real_flow1", "mae_real_flow1"}
     assert s["rmse_real_flow1"] == pytest.approx(math.sqrt(8))
+
+
+def test_mape_counts_only_values_above_the_threshold():
+    y = np.array([[0.0, 10.0], [20.0, 40.0]])[:, None, None, :]   # (2, 1, 1, 2): two flows
+    p = np.array([[5.0, 99.0], [25.0, 30.0]])[:, None, None, :]
+    # above 10: 20 (flow 0, error 5: 25%) and 40 (flow 1, error 10: 25%); 0 and 10 itself are
+    # left out, however wrong their predictions
+    assert evaluation.mape(y, p, 10) == pytest.approx(0.25)
+    assert evaluation.mape(y, p, 0) == pytest.approx((8.9 + 0.25 + 0.25) / 3)
+    assert evaluation.mape(y, p, 40) is None   # no value above: undefined, not 0
+    s = evaluation.scores(y, p, "_ha", mape_threshold=10)
+    assert s["mape_ha"] == pytest.approx(0.25)
+    assert s["mape_ha_flow0"] == pytest.approx(0.25) and s["mape_ha_flow1"] == pytest.approx(0.25)
+    s = evaluation.scores(y, p, mape_threshold=15)
+    assert s["mape_flow0"] == pytest.approx(0.25) and s["mape_flow1"] == pytest.approx(0.25)
+    assert evaluation.scores(y, p, mape_threshold=30)["mape_flow0"] is None

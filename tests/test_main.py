@@ -38,8 +38,11 @@ def test_tiny_end_to_end_run_writes_every_artefact(tiny_run, synthetic_dir):
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("dataset", "n_train", "n_test", "rmse", "mae", "rmse_paper", "rmse_ha", "mae_ha",
-                "rmse_last", "mae_last", "rmse_flow0", "rmse_flow1"):
+                "rmse_last", "mae_last", "rmse_flow0", "rmse_flow1", "mape", "mape_flow0",
+                "mape_ha", "mape_last_flow1", "mape_stage1"):
         assert key in metrics
+    assert metrics["mape_threshold"] == 10.0 and 0 < metrics["mape_values"] < 240 * 128 * 2
+    assert "MAPE over the" in stdout
     assert metrics["dataset"] == "synthetic" and metrics["n_test"] == 240
     assert metrics["precision"] == "float32"  # the paper preset computes in float32
     assert metrics["n_train"] == 3720 - 240

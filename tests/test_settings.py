@@ -64,6 +64,7 @@ def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
     (["--len_trend=-1"], "len_trend must be >= 0"),
     (["--dataset=paris"], "dataset must be one of"),
     (["--seed=-1"], "seed must be >= 0"),
+    (["--mape_threshold=-1"], "mape_threshold must be >= 0"),
     (["--threads=-2"], "threads must be >= 0"),
     (["--loss=l1"], "loss must be one of mse, mae, huber"),
     (["--preset=best"], "preset must be one of paper, improved"),
