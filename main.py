@@ -69,7 +69,7 @@ def train_members(keras, cfg, ds, rows, strategy, run_dir, scaler, data_id):
     -> (models, histories, stage-1 test predictions, seconds)"""
     k, members, histories, stage1_preds, seconds = cfg["ensemble"], [], [], [], 0.0
     for i in range(k):
-        member_cfg = dict(cfg, seed=cfg["seed"] + i)
+        member_cfg = dict(cfg, seed=cfg["seed"] + i, members_after=k - i - 1)
         keras.utils.set_random_seed(member_cfg["seed"])
         with strategy.scope():
             model = training.build_and_compile(member_cfg, ds,

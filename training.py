@@ -203,6 +203,41 @@ def split_rows(ds, validation_fraction):
     return np.arange(n_fit), np.arange(n_fit, ds.n_train)
 
 
+def duration(seconds):
+    """Seconds in words for the epoch lines: 45 s, 12 min, 2 h 05 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def time_to_go(cfg, stage, epochs_done, wait, took, n_fit, n_train):
+    """What the epoch line says of the time the run has to go, from the epochs timed so far in
+    this process (took: {stage: [seconds]}). A stage-2 epoch is timed by stage 2's own epochs,
+    or before them as a stage-1 epoch scaled to all n_train samples. Stage 1 ends when
+    val_rmse has not improved for `patience` epochs: its end is given as that bound. Members of
+    an ensemble still to train are taken to last as long as this one."""
+    epoch2 = (np.mean(took[2]) if took[2] else np.mean(took[1]) * n_train / max(n_fit, 1))
+    stage2 = cfg["epochs_cont"] * epoch2
+    if stage == 1:
+        within = min(cfg["patience"] - wait, cfg["epochs"] - epochs_done)
+        parts = [f"stage 1 ends within {within} epoch{'s' * (within > 1)} "
+                 f"({duration(within * np.mean(took[1]))}) unless val_rmse improves"
+                 ] if within else []
+        parts += [f"stage 2 {duration(stage2)}"] if cfg["epochs_cont"] else []
+        text = "to go: " + (", then ".join(parts) or "the evaluation")
+        member = (epochs_done + within) * np.mean(took[1]) + stage2
+    else:
+        left = (cfg["epochs_cont"] - epochs_done) * epoch2
+        text = f"to go: {duration(left)}" if left else "to go: the evaluation"
+        member = (np.sum(took[1]) if took[1] else 0.0) + stage2
+    after = cfg.get("members_after", 0)
+    if after:
+        text += f", then {after} more member(s) of about {duration(member)} each"
+    return text
+
+
 def fit_one_epoch(model, ds, rows, cfg, stage, epoch):
     data = pipeline.batches(ds, epoch_order(rows, cfg["seed"], stage, epoch),
                                     cfg["batch_size"])
@@ -228,6 +263,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         state = dict(fresh_state(), data=data_id)
     hist = state["history"]
     say = print if cfg["verbose"] else (lambda *a: None)
+    took = {1: [], 2: []}   # this process's epoch times, for the time to go
 
     def end_epoch(stage, loss, rmse, val_loss, val_rmse, started, note=""):
         for key, value in zip(("stage", "loss", "rmse", "val_loss", "val_rmse"),
@@ -238,8 +274,11 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         val = f" - val_rmse {val_rmse:.4f}" if stage == 1 else ""
         limit = cfg["epochs"] if stage == 1 else cfg["epochs_cont"]
         ckpt.save(model, state, arrays)  # before the line: a printed epoch is a saved one
-        say(f"stage {stage} epoch {state['epoch']}/{limit} - {time.time() - started:.0f}s - "
-            f"loss {loss:.5f} - rmse {rmse:.4f}{val}{note}")
+        took[stage].append(time.time() - started)
+        to_go = time_to_go(cfg, stage, state["epoch"], state["wait"], took, len(fit_rows),
+                           ds.n_train)
+        say(f"stage {stage} epoch {state['epoch']}/{limit} - {took[stage][-1]:.0f}s - "
+            f"loss {loss:.5f} - rmse {rmse:.4f}{val}{note} - {to_go}")
 
     if state["stage"] == 1:
         if state["epoch"] == 0:

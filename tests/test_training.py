@@ -286,3 +286,24 @@ def test_heavy_tailed_flows_collapse_without_the_output_bias_and_train_with_it(t
     with open(f"{run_dir}/metrics.json") as f:
         metrics = json.load(f)
     assert metrics["rmse"] < metrics["rmse_last"]
+
+
+def test_each_epoch_line_says_how_long_the_run_has_to_go():
+    assert [training.duration(s) for s in (0, 45, 600, 5400, 7500)] == [
+        "0 s", "45 s", "10 min", "1 h 30 min", "2 h 05 min"]
+    cfg = dict(epochs=500, epochs_cont=100, patience=5)
+    took = {1: [60.0, 56.0], 2: []}   # a stage-2 epoch: 58 s x 8424 / 7581 samples = 64.4 s
+    assert training.time_to_go(cfg, 1, 2, 0, took, 7581, 8424) == (
+        "to go: stage 1 ends within 5 epochs (5 min) unless val_rmse improves, then stage 2 "
+        "1 h 47 min")
+    # patience nearly used up; the epoch limit bounds it too; an ensemble's later members
+    assert training.time_to_go(dict(cfg, epochs=3), 1, 2, 4, took, 7581, 8424).startswith(
+        "to go: stage 1 ends within 1 epoch (58 s)")
+    assert training.time_to_go(dict(cfg, members_after=2), 1, 2, 5, took, 7581, 8424) == (
+        "to go: stage 2 1 h 47 min, then 2 more member(s) of about 1 h 49 min each")
+    assert training.time_to_go(dict(cfg, epochs_cont=0), 1, 2, 5, took, 7581, 8424) == (
+        "to go: the evaluation")
+    # in stage 2, stage 2's own epochs time it
+    took = {1: [60.0] * 20, 2: [70.0] * 10}
+    assert training.time_to_go(cfg, 2, 10, 5, took, 7581, 8424) == "to go: 1 h 45 min"
+    assert training.time_to_go(cfg, 2, 100, 5, took, 7581, 8424) == "to go: the evaluation"
