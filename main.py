@@ -152,6 +152,12 @@ def main(argv):
     # evaluation on the test days
     y_true, y_pred, metrics = report.evaluate(model, ds, baselines, members, stage1_preds,
                                               cfg["mape_threshold"])
+    # on validation, before stage 2 trains on it: stage 1's best weights against the baselines
+    # (an ensemble's: its members' mean)
+    scale = (ds.scaler.max - ds.scaler.min) / 2   # from the [-1, 1] scale to the original
+    best = [min(v for s, v in zip(h["stage"], h["val_rmse"]) if s == 1) for h in histories]
+    metrics.update(report.validation_baselines(ds, rows[1]), n_val=len(rows[1]),
+                   rmse_val_stage1=sum(best) / len(best) * scale)
     k = cfg["ensemble"]
     metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
@@ -171,6 +177,7 @@ def main(argv):
     run_folder.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     checkpoint.remove_checkpoint(run_dir)
     print(report.results_table(metrics, cfg["dataset"]))
+    print("\n".join(report.validation_verdict(metrics)))
     if cfg["distribute"] != "none":
         print(f"final weights fingerprint: {checkpoint.weights_fingerprint(model)}; every local "
               f"replica holds the same weights: {backend.replicas_agree(model)}")

@@ -34,6 +34,46 @@ def baseline_predictions(ds):
             "_last": evaluation.last_frame(ds.frames, ds.slot_ids, slots)}
 
 
+def validation_baselines(ds, val_rows):
+    """RMSE and MAE of HA and the last frame on stage 1's validation samples (original scale),
+    HA from the frames before the first validation target, as the test's from those before the
+    test: {'rmse_val_ha': ..., 'mae_val_ha': ..., 'rmse_val_last': ..., ...}. A period too short
+    for HA leaves HA out."""
+    slots, y_true = ds.target_slots[val_rows], ds.targets(val_rows)
+    first = int(ds.index["target"][val_rows[0]])
+    preds = {"_last": evaluation.last_frame(ds.frames, ds.slot_ids, slots)}
+    try:
+        preds["_ha"] = evaluation.historical_average(ds.frames, ds.slot_ids, ds.T, slots, first)
+    except flowfiles.DataError:
+        pass
+    out = {}
+    for suffix, pred in preds.items():
+        out[f"rmse_val{suffix}"] = evaluation.rmse(y_true, pred)
+        out[f"mae_val{suffix}"] = evaluation.mae(y_true, pred)
+    return out
+
+
+def validation_verdict(m):
+    """Lines on the model against the baselines on validation data, naming what to try when the
+    model is not better than one of them; [] for a run without validation scores."""
+    if "rmse_val_stage1" not in m:
+        return []
+    names = {"_ha": "HA", "_last": "the last frame"}
+    base = {s: m[f"rmse_val{s}"] for s in names if f"rmse_val{s}" in m}
+    lines = [f"validation ({m['n_val']} samples, the end of the training period): ST-ResNet after "
+             f"stage 1 {m['rmse_val_stage1']:.3f}, " +
+             ", ".join(f"{names[s]} {v:.3f}" for s, v in base.items()) + " (RMSE)"]
+    beaten_by = [names[s] for s, v in base.items() if v <= m["rmse_val_stage1"]]
+    if beaten_by:
+        lines.append(
+            f"WARNING: on validation the model is not better than {' or '.join(beaten_by)}: "
+            f"do not use it before comparing. Try more epochs (--epochs, if stage 1 used them "
+            f"all), stage 1 alone (--epochs_cont=0: stage 2 made sparse, noisy flows worse on "
+            f"Jersey City's trips), a longer training period, or for trip records a coarser "
+            f"grid or longer slots (trips_to_flows.py --grid, --minutes): less sparse flows")
+    return lines
+
+
 def predict_test(model, ds):
     """The model's test predictions on the original scale, (n_test, H, W, F)."""
     rows = np.arange(ds.n_train, ds.n_samples)

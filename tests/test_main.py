@@ -43,6 +43,14 @@ def test_tiny_end_to_end_run_writes_every_artefact(tiny_run, synthetic_dir):
         assert key in metrics
     assert metrics["mape_threshold"] == 10.0 and 0 < metrics["mape_values"] < 240 * 128 * 2
     assert "MAPE over the" in stdout
+    # on validation: stage 1's best val_rmse on the original scale, beside the baselines
+    scaler = json.loads((run_dir / "scaler.json").read_text())
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    best = min(float(r["val_rmse"]) for r in rows if r["stage"] == "1")
+    assert metrics["rmse_val_stage1"] == pytest.approx(best * (scaler["max"] - scaler["min"]) / 2)
+    assert metrics["n_val"] == 3480 - int(0.9 * 3480)   # validation_fraction 0.1
+    assert {"rmse_val_ha", "mae_val_ha", "rmse_val_last", "mae_val_last"} <= set(metrics)
+    assert f"stage 1 {metrics['rmse_val_stage1']:.3f}, HA {metrics['rmse_val_ha']:.3f}" in stdout
     assert metrics["dataset"] == "synthetic" and metrics["n_test"] == 240
     assert metrics["precision"] == "float32"  # the paper preset computes in float32
     assert metrics["n_train"] == 3720 - 240

@@ -33,3 +33,19 @@ def test_results_table_shows_mape_when_the_run_scored_it():
     assert lines[1].rstrip().endswith("21.3%") and lines[2].rstrip().endswith("50.0%")
     assert lines[3].rstrip().endswith("-")
     assert "MAPE over the 1,234 test values above 10 (--mape_threshold)" in lines[-1]
+
+
+def test_the_verdict_on_validation_names_the_baselines_that_beat_the_model():
+    m = {"n_val": 843, "rmse_val_stage1": 1.10, "rmse_val_ha": 1.20, "rmse_val_last": 1.50}
+    (line,) = report.validation_verdict(m)
+    assert line == ("validation (843 samples, the end of the training period): ST-ResNet after "
+                    "stage 1 1.100, HA 1.200, the last frame 1.500 (RMSE)")
+    m["rmse_val_ha"] = 1.05
+    line, warning = report.validation_verdict(m)
+    assert warning.startswith("WARNING: on validation the model is not better than HA:")
+    assert "--epochs_cont=0" in warning
+    m["rmse_val_last"] = 1.10   # a tie is not better
+    assert "not better than HA or the last frame" in report.validation_verdict(m)[1]
+    del m["rmse_val_ha"]        # too short a period for HA: the last frame alone
+    assert "HA" not in report.validation_verdict(m)[0]
+    assert report.validation_verdict({"rmse": 1.0}) == []   # a run from before these scores
