@@ -38,13 +38,11 @@ def batches(ds, rows, batch_size):
     each batch by gather_batch."""
     import keras  # imported here so that errors in settings and data come first
     rows = np.asarray(rows, dtype=np.int64)
+    arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
     if keras.backend.backend() == "tensorflow":
         if ds._tf_gather is None:  # one copy of the arrays and one traced gather, for all
-            ds._tf_gather = backend.tf_gather(  # of the data set's pipelines
-                {"frames": ds.frames, "external": ds.external, **ds.index},
-                functools.partial(gather_batch, ds))
-        return backend.tf_batches(ds._tf_gather, rows, batch_size)
-    arrays = {"frames": ds.frames, "external": ds.external, **ds.index}
+            ds._tf_gather = backend.tf_gather(arrays, functools.partial(gather_batch, ds))
+        return backend.tf_batches(ds._tf_gather, rows, batch_size)  # of its pipelines
     take = functools.partial(np.take, axis=0)
     return py_dataset(rows, batch_size, lambda part: gather_batch(
         ds, arrays, part, take, np.transpose, np.reshape))

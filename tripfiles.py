@@ -35,7 +35,6 @@ class TripError(ValueError):
     """A problem a user can fix: bad settings, a missing file or column, an existing output."""
 
 
-
 class Source(NamedTuple):
     """One CSV to read: path, zip entry (or None), compression, encoding; after inspection also
     its Layout, whether its slash dates are day first, and its time format in words."""
@@ -49,7 +48,6 @@ class Source(NamedTuple):
     time_format: str = "no rows"
 
 
-
 # ---- opening: compression and text encoding ------------------------------------------------------
 
 def latin1_fallback(error):
@@ -58,7 +56,7 @@ def latin1_fallback(error):
     return error.object[error.start:error.end].decode("latin-1"), error.end
 
 
-codecs.register_error("tripcsv-latin-1", latin1_fallback)
+codecs.register_error("tripfiles-latin-1", latin1_fallback)
 
 
 def compression_of(path):
@@ -114,9 +112,9 @@ except Exception as err:
     sys.exit(f"{type(err).__name__}: {err}")
 """
 # The child's error, raised again in the reader as the kind that read_errors turns into a message.
+# Any other (BadGzipFile, bz2's "Invalid data stream") is an OSError.
 CHILD_ERRORS = {"EOFError": EOFError, "error": zlib.error, "BadZipFile": zipfile.BadZipFile,
-                "BadGzipFile": OSError, "RuntimeError": RuntimeError,
-                "NotImplementedError": NotImplementedError}
+                "RuntimeError": RuntimeError, "NotImplementedError": NotImplementedError}
 
 
 class ChildStream(io.RawIOBase):
@@ -206,7 +204,7 @@ def open_rows(source):
     """A csv.reader over the source's text (its header row first), errors naming the file."""
     with read_errors(source), open_bytes(source) as raw:
         text = io.TextIOWrapper(raw, encoding=CODECS[source.encoding],
-                                errors="tripcsv-latin-1", newline="")
+                                errors="tripfiles-latin-1", newline="")
         yield csv.reader(text)
 
 
