@@ -223,10 +223,12 @@ class ExternalFeatures:
 def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test,
                  use_meta=True, use_holiday=False, use_meteorology=False, slots_per_day=None,
                  holiday_file="", meteorology_file="", use_time_of_day=False,
-                 duplicates="error", empty_slots="keep"):
+                 duplicates="error", empty_slots="keep", tune_days=0):
     """Load a data set (named, or flow files) and build its samples, external features and split.
     Slots are put in time order, empty and repeated slots handled (clean_series); days lacking
-    any of their slots are dropped first, as the official TaxiBJ pipeline does."""
+    any of their slots are dropped first, as the official TaxiBJ pipeline does. tune_days > 0
+    leaves the test period out (its samples and the frames after the last sample kept) and makes
+    the last tune_days days before it the scored period (params.tune_days)."""
     series = flowfiles.load_series(name, data_dir, slots_per_day)
     series = flowfiles.with_side_files(series, holiday_file, meteorology_file)
     T = series.T
@@ -243,6 +245,17 @@ def load_dataset(name, data_dir, len_closeness, len_period, len_trend, days_test
                         f"frames (lengths {len_closeness}/{len_period}/{len_trend}), but the test "
                         f"period alone needs {n_test} (days_test={days_test} x {T}) and training "
                         f"at least 2 more; shorten days_test or the window lengths")
+    if tune_days:
+        n_tune = tune_days * T
+        if n_samples - n_test < n_tune + 2:
+            raise DataError(f"{name}: {n_samples - n_test} samples precede the test period, but "
+                            f"tune_days={tune_days} x {T} needs {n_tune} and training at least 2 "
+                            f"more; lower tune_days")
+        index = {key: rows[:n_samples - n_test] for key, rows in index.items()}
+        frames, slot_ids = (a[:int(index["target"][-1]) + 1] for a in (frames, slot_ids))
+        notes = list(notes) + [f"tuning run: the {days_test} test days are left out; the "
+                               f"{tune_days} days before them are scored in their place"]
+        n_samples, n_test = n_samples - n_test, n_tune
     target_slots = slot_ids[index["target"]]
     features = ExternalFeatures.from_series(series, use_meta, use_holiday, use_meteorology, name,
                                             use_time_of_day=use_time_of_day)

@@ -38,7 +38,8 @@ def load_data(cfg):
         cfg["dataset"], cfg["data_dir"], cfg["len_closeness"], cfg["len_period"],
         cfg["len_trend"], cfg["days_test"], cfg["use_meta"], cfg["use_holiday"],
         cfg["use_meteorology"], cfg["slots_per_day"], cfg["holiday_file"],
-        cfg["meteorology_file"], cfg["use_time_of_day"], cfg["duplicates"], cfg["empty_slots"])
+        cfg["meteorology_file"], cfg["use_time_of_day"], cfg["duplicates"], cfg["empty_slots"],
+        cfg["tune_days"])
     cfg["T"] = cfg["slots_per_day"] = ds.T
     print("\n".join(ds.notes))
     first_test = timestamps.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
@@ -159,7 +160,7 @@ def main(argv):
     metrics.update(report.validation_baselines(ds, rows[1]), n_val=len(rows[1]),
                    rmse_val_stage1=sum(best) / len(best) * scale)
     k = cfg["ensemble"]
-    metrics.update(train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
+    metrics.update(tune_days=cfg["tune_days"], train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
                    precision=policy, member_seeds=[cfg["seed"] + i for i in range(k)])
     if k > 1:  # the totals above are over all members; each member's own:

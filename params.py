@@ -30,6 +30,11 @@ len_closeness = None       # recent slots t-1 .. t-lc fed to the closeness branc
 len_period = None          # same slot on the lp previous days (0 switches the period branch off)
 len_trend = None           # same slot on the lq previous weeks (0 switches the trend branch off)
 days_test = None           # the last days_test * T samples are the test set
+tune_days = 0              # >0: a tuning run, for choosing settings without reading the test set:
+                           # the test period's samples are left out (never built) and the last
+                           # tune_days days before it are scored in their place (results table,
+                           # baselines, metrics.json, plots); stage 2 also scores them after
+                           # every epoch (its val_rmse), so that its length can be chosen on them
 use_meta = True            # day-of-week one-hot + weekday flag of the target slot (8 features)
 use_holiday = None         # holiday flag of the target date (needs a holiday list)
 use_time_of_day = False    # one-hot of the target's slot within its day (T features), appended to
@@ -165,4 +170,4 @@ BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, lo
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",
                          backend="tensorflow", holiday_file="", meteorology_file="",
-                         duplicates="error", empty_slots="keep")
+                         duplicates="error", empty_slots="keep", tune_days=0)

@@ -16,7 +16,8 @@ def save(fig, path):
 
 
 def learning_curves(history, path):
-    """Loss and RMSE (on the [-1, 1] scale) per epoch: stage 1 train and validation, stage 2 train.
+    """Loss and RMSE (on the [-1, 1] scale) per epoch: stage 1 train and validation, stage 2 train
+    (and a tuning run's scored period).
     history: dict of equal-length columns 'stage', 'loss', 'rmse', 'val_loss', 'val_rmse', and
     for an ensemble 'member' (its members' epochs in turn; each member is drawn from epoch 1)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -27,10 +28,11 @@ def learning_curves(history, path):
     for ax, key in zip(axes, ("loss", "rmse")):
         for color, (s, series, label) in enumerate((
                 (1, key, "stage 1 train"), (1, f"val_{key}", "stage 1 validation"),
-                (2, key, "stage 2 train (full training set)"))):
+                (2, key, "stage 2 train (full training set)"),
+                (2, f"val_{key}", "stage 2 tuning period (--tune_days)"))):
             for j, number in enumerate(np.unique(member)):
                 mine = member == number
-                m = stage[mine] == s
+                m = (stage[mine] == s) & np.isfinite(np.asarray(history[series], float)[mine])
                 if m.any():
                     epoch = np.arange(1, mine.sum() + 1)
                     ax.plot(epoch[m], np.asarray(history[series])[mine][m], color=f"C{color}",

@@ -114,15 +114,20 @@ def results_table(m, dataset):
                      f"{m['rmse' + s + '_flow0']:12.3f}{m['rmse' + s + '_flow1']:12.3f}"
                      f"{m['rmse_paper' + s]:18.3f}" +
                      (f"{percent(m.get('mape' + s)):>8}" if mape else ""))
-    for label, value in PAPER_ROWS.get(dataset, []):
+    for label, value in [] if m.get("tune_days") else PAPER_ROWS.get(dataset, []):
         if PAPER_COLUMN[dataset] == "rmse":
             lines.append(f"{'paper: ' + label:32}{value:8.2f}")
         else:
             lines.append(f"{'paper: ' + label:32}{'':40}{value:18.2f}")
     lines.append(f"flow0 = {m['flow_names'][0]}, flow1 = {m['flow_names'][1]}; paper convention = "
                  f"RMSE x sqrt(cells / cells with any flow) = x {m['paper_factor']:.4f}")
+    period = "test"
+    if m.get("tune_days"):
+        period = "tuning-period"
+        lines.insert(0, f"a tuning run: scored on the {m['tune_days']} days before the test "
+                        f"period, which was left out (--tune_days)")
     if mape:
-        lines.append(f"MAPE over the {m['mape_values']:,} test values above "
+        lines.append(f"MAPE over the {m['mape_values']:,} {period} values above "
                      f"{m['mape_threshold']:g} (--mape_threshold)")
     return "\n".join(lines)
 

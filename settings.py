@@ -112,7 +112,8 @@ def resolve_config():
 def check_values(cfg):
     """Every numeric setting in its range and every named choice one of its names."""
     for key in ("len_closeness", "len_period", "len_trend", "nb_residual_unit", "epochs_cont",
-                "lr_cont", "weight_decay", "average_last", "warmup_epochs", "seed", "threads"):
+                "lr_cont", "weight_decay", "average_last", "warmup_epochs", "seed", "threads",
+                "tune_days"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]}")
     for key in ("days_test", "nb_filters", "batch_size", "epochs", "patience", "horizon",

@@ -5,7 +5,8 @@ Stage 1 fits the first 90% of the training samples and stops early on the valida
 keeping the best weights (as Keras' EarlyStopping with restore_best_weights; a loss or validation
 RMSE that is not finite stops the run with a clear error). Stage 2 continues on all training
 samples for epochs_cont epochs, at a constant rate (paper) or a cosine one, and optionally
-averages the weights of its last epochs.
+averages the weights of its last epochs. A tuning run (tune_days > 0) scores its scored period
+after every stage-2 epoch, as stage 2's val_loss and val_rmse.
 
 After every epoch the whole state is saved in the run folder's checkpoint/ (checkpoint.py): the
 weights with the optimizer's moments, the epoch, the history, and the early-stopping and
@@ -271,7 +272,8 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             hist[key].append(value)
         state["epoch"] += 1
         state["seconds"] += time.time() - started
-        val = f" - val_rmse {val_rmse:.4f}" if stage == 1 else ""
+        val = (f" - val_rmse {val_rmse:.4f}" if stage == 1 else
+               f" - tune_rmse {val_rmse:.4f}" if np.isfinite(val_rmse) else "")
         limit = cfg["epochs"] if stage == 1 else cfg["epochs_cont"]
         ckpt.save(model, state, arrays)  # before the line: a printed epoch is a saved one
         took[stage].append(time.time() - started)
@@ -322,6 +324,11 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             model.optimizer.learning_rate = stage2_lr(cfg, state["epoch"])
             loss, rmse = fit_one_epoch(model, ds, np.arange(ds.n_train), cfg, 2, state["epoch"])
             check_finite(loss, 0.0, 2, state["epoch"] + 1, cfg)
+            tune = {"loss": float("nan"), "rmse": float("nan")}
+            if cfg.get("tune_days"):  # a tuning run scores its scored period after every epoch
+                tune = model.evaluate(pipeline.batches(ds, np.arange(ds.n_train, ds.n_samples),
+                                                       cfg["batch_size"]),
+                                      verbose=0, return_dict=True)
             note = ""
             if state["epoch"] >= first_avg:
                 weights = [w.astype(np.float64) for w in model.get_weights()]
@@ -329,7 +336,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
                                      [s + w for s, w in zip(arrays["average"], weights)])
                 state["average_count"] += 1
                 note = f" - averaged: {state['average_count']}"
-            end_epoch(2, loss, rmse, float("nan"), float("nan"), started, note)
+            end_epoch(2, loss, rmse, tune["loss"], tune["rmse"], started, note)
         if state["average_count"]:
             model.set_weights([(s / state["average_count"]).astype(np.float32)
                                for s in arrays.pop("average")])

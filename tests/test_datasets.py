@@ -142,6 +142,23 @@ def test_time_of_day_feature_is_the_targets_slot_one_hot_after_the_official_vect
     np.testing.assert_array_equal(ds.external[:, 9:], np.eye(24)[hours])
 
 
+def test_a_tuning_run_leaves_the_test_period_out_and_scores_the_days_before_it(synthetic_dir):
+    full = datasets.load_dataset("synthetic", str(synthetic_dir), 3, 1, 1, 10, use_holiday=True)
+    tune = datasets.load_dataset("synthetic", str(synthetic_dir), 3, 1, 1, 10, use_holiday=True,
+                                 tune_days=3)
+    assert (tune.n_samples, tune.n_test) == (full.n_train, 3 * 24)
+    np.testing.assert_array_equal(tune.target_slots, full.target_slots[:full.n_train])
+    np.testing.assert_array_equal(tune.external, full.external[:full.n_train])
+    # no frame of the test period is kept, and the scaler sees only what precedes the scored days
+    assert tune.slot_ids.max() < full.slot_ids[full.first_test_frame]
+    assert tune.scaler.max == full.frames[:tune.first_test_frame].max()
+    assert tune.first_test_frame == full.index["target"][full.n_train - 3 * 24]
+    assert tune.notes[-1] == ("tuning run: the 10 test days are left out; the 3 days before them "
+                              "are scored in their place")
+    with pytest.raises(flowfiles.DataError, match="tune_days=200 x 24 needs 4800.*lower tune_days"):
+        datasets.load_dataset("synthetic", str(synthetic_dir), 3, 1, 1, 10, tune_days=200)
+
+
 def test_external_features_keep_the_last_known_weather_for_later_steps():
     T = 4
     slots = np.arange(400, 440)

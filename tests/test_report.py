@@ -33,6 +33,11 @@ def test_results_table_shows_mape_when_the_run_scored_it():
     assert lines[1].rstrip().endswith("21.3%") and lines[2].rstrip().endswith("50.0%")
     assert lines[3].rstrip().endswith("-")
     assert "MAPE over the 1,234 test values above 10 (--mape_threshold)" in lines[-1]
+    m["tune_days"] = 3   # a tuning run: no paper rows, and its scored period named
+    lines = report.results_table(m, "bikenyc").splitlines()
+    assert lines[0].startswith("a tuning run: scored on the 3 days before the test period")
+    assert not any(line.startswith("paper:") for line in lines)
+    assert "1,234 tuning-period values" in lines[-1]
 
 
 def test_the_verdict_on_validation_names_the_baselines_that_beat_the_model():

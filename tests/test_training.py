@@ -78,17 +78,20 @@ def test_stage2_rate_is_constant_by_default_and_a_half_cosine_when_asked():
                                        1e-3 * (2 - 2 ** 0.5) / 4])
 
 
+@pytest.mark.parametrize("tune_days", [0, 1])
 def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs(
-        tmp_path, monkeypatch, synthetic_dir):
+        tmp_path, monkeypatch, synthetic_dir, tune_days):
     """Each 'epoch' sets every weight to a known value; what the loop keeps is then known:
     stage 1's best epoch (by validation RMSE), stage 2's mean of its last average_last epochs,
-    and the stage-2 rates of the schedule."""
+    and the stage-2 rates of the schedule. A tuning run scores its period after each stage-2
+    epoch, with the weights of that epoch."""
     settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=6", "--patience=2",
                           "--epochs_cont=5", "--average_last=3", "--lr_schedule=cosine",
-                          "--verbose=0", "--len_period=0", "--len_trend=0"])
+                          "--verbose=0", "--len_period=0", "--len_trend=0",
+                          f"--tune_days={tune_days}"])
     cfg = settings.resolve_config()
     ds = datasets.load_dataset("synthetic", str(synthetic_dir), 3, 0, 0, 1, True, False, False,
-                               None, "", "")
+                               None, "", "", tune_days=tune_days)
     model = training.build_and_compile(cfg, ds)
     fit_rows, val_rows = training.split_rows(ds, cfg["validation_fraction"])
     values = {1: [0.0, 0.001, 5.0, 6.0, 7.0, 8.0], 2: [0.1, 0.2, 0.3, 0.5, 0.9]}  # best: epoch 2
@@ -113,6 +116,11 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
         np.testing.assert_allclose(w, (0.3 + 0.5 + 0.9) / 3, rtol=1e-6)
     np.testing.assert_allclose(rates[4:], [training.stage2_lr(cfg, e) for e in range(5)],
                                rtol=1e-6)
+    if tune_days:
+        np.testing.assert_allclose(history["val_rmse"][4:], [abs(v - 0.001) + 0.1
+                                                             for v in values[2]], rtol=1e-6)
+    else:
+        assert np.isnan(history["val_rmse"][4:]).all()
 
 
 @pytest.mark.smoke  # real training steps
