@@ -115,6 +115,19 @@ def combine(keras, members, histories, cfg, strategy, run_dir):
     return model, history
 
 
+def interrupted(err):
+    """Whether err is, or was raised from, a KeyboardInterrupt: Ctrl-C that lands inside a C
+    function (numpy's __array__, called by TensorFlow while setting the learning rate) comes out
+    as 'SystemError: ... returned a result with an exception set', caused by the interrupt."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def main(argv):
     # settings: the command line over params.py, checked before any data is read
     settings.apply_overrides(argv, __doc__)
@@ -199,5 +212,10 @@ if __name__ == "__main__":
         sys.exit(f"error: {err}" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
                                                           params.distribute))
     except KeyboardInterrupt:
+        sys.exit("interrupted" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
+                                                        params.distribute))
+    except Exception as err:  # Ctrl-C inside C code can surface as another error that carries it
+        if not interrupted(err):
+            raise
         sys.exit("interrupted" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
                                                         params.distribute))

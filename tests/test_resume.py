@@ -71,6 +71,31 @@ class Tiny:
         return [np.ones(2)]
 
 
+@pytest.mark.smoke
+def test_ctrl_c_inside_c_code_counts_as_an_interruption():
+    """A KeyboardInterrupt that lands inside a C function comes out as a SystemError caused by
+    it (seen when the rate is set at the start of a stage-2 epoch); main must still say how to
+    resume, not print a traceback."""
+    import main
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise SystemError("<built-in method __array__> returned a result with an "
+                              "exception set") from stop
+    except SystemError as err:
+        wrapped = err
+    assert main.interrupted(wrapped) and main.interrupted(KeyboardInterrupt())
+    assert not main.interrupted(SystemError("a real one")) and not main.interrupted(None)
+    try:   # raised while handling the interrupt (its __context__) counts too
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("during cleanup")
+    except RuntimeError as err:
+        assert main.interrupted(err)
+
+
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     ckpt = checkpoint.Checkpoint(str(tmp_path))
     model = Tiny()
