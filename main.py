@@ -44,7 +44,8 @@ def load_data(cfg):
     print("\n".join(ds.notes))
     first_test = timestamps.format_timestamps([ds.slot_ids[ds.first_test_frame]], ds.T)[0]
     print(f"{cfg['dataset']}: {len(ds.frames)} frames of {ds.frames.shape[1:]}, {ds.n_samples} "
-          f"samples ({ds.n_train} train, {ds.n_test} test from {first_test}), "
+          f"samples ({ds.n_train} train, {ds.n_test} {'tuning' if cfg['tune_days'] else 'test'}"
+          f" from {first_test}), "
           f"{ds.external.shape[1]} external features")
     return ds
 
@@ -173,7 +174,8 @@ def main(argv):
     metrics.update(report.validation_baselines(ds, rows[1]), n_val=len(rows[1]),
                    rmse_val_stage1=sum(best) / len(best) * scale)
     k = cfg["ensemble"]
-    metrics.update(tune_days=cfg["tune_days"], train_seconds=train_seconds, epochs_stage1=history["stage"].count(1),
+    metrics.update(tune_days=cfg["tune_days"], train_seconds=train_seconds,
+                   epochs_stage1=history["stage"].count(1),
                    epochs_stage2=history["stage"].count(2), n_params=model.count_params(),
                    precision=policy, member_seeds=[cfg["seed"] + i for i in range(k)])
     if k > 1:  # the totals above are over all members; each member's own:
@@ -211,10 +213,7 @@ if __name__ == "__main__":
     except OSError as err:  # e.g. the disk filled up while writing
         sys.exit(f"error: {err}" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
                                                           params.distribute))
-    except KeyboardInterrupt:
-        sys.exit("interrupted" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
-                                                        params.distribute))
-    except Exception as err:  # Ctrl-C inside C code can surface as another error that carries it
+    except (KeyboardInterrupt, Exception) as err:  # Ctrl-C, also when another error carries it
         if not interrupted(err):
             raise
         sys.exit("interrupted" + run_folder.resume_hint(CURRENT_RUN, sys.argv[1:],
