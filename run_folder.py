@@ -97,8 +97,11 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
     differ = [f"{k}={saved[k]!r} there, {cfg[k]!r} now" for k in cfg
               if k not in free and saved[k] != cfg[k]]
     if differ:
+        hint = ""
+        if saved.get("preset") not in (None, cfg.get("preset")):  # e.g. own files' default preset, paper until fast
+            hint = f" (with --preset={saved['preset']} if it was that preset's default then)"
         raise ConfigError(f"--resume={run_dir} was started with other settings: "
-                          f"{'; '.join(differ)}. Resume with the command that started it")
+                          f"{'; '.join(differ)}. Resume with the command that started it{hint}")
     with open(os.path.join(run_dir, "scaler.json")) as f:
         same_scaling = json.load(f) == json.loads(json.dumps(scaler))
     with open(states[0]) as f:

@@ -17,6 +17,7 @@ import params
 
 
 GIVEN = set()  # the params set on the command line: they win over a preset
+AUTO_PRESET = {False: "paper", True: "fast"}  # preset=auto: a named data set's, your own file's
 
 
 class ConfigError(ValueError):
@@ -70,12 +71,14 @@ def apply_overrides(argv, usage=""):
 def resolve_config():
     """All params as a dict, None replaced by the chosen data set's default, then validated."""
     cfg = settable_params()
-    if cfg["preset"] not in params.PRESETS:
-        raise ConfigError(f"preset must be one of {', '.join(params.PRESETS)}; got "
+    if cfg["preset"] not in ("auto", *params.PRESETS):
+        raise ConfigError(f"preset must be one of auto, {', '.join(params.PRESETS)}; got "
                           f"{cfg['preset']!r}")
-    cfg.update({k: v for k, v in params.PRESETS[cfg["preset"]].items() if k not in GIVEN})
     named = [k for k in params.DATASET_DEFAULTS if k != "file"]
     kind = cfg["dataset"] if cfg["dataset"] in named else "file"
+    if cfg["preset"] == "auto":
+        cfg["preset"] = AUTO_PRESET[kind == "file"]
+    cfg.update({k: v for k, v in params.PRESETS[cfg["preset"]].items() if k not in GIVEN})
     paths = [p.strip() for p in cfg["dataset"].split(",")]
     if kind == "file" and not (all(p.endswith((".h5", ".hdf5")) for p in paths)
                                or all(p.endswith(".grid") for p in paths)):

@@ -43,6 +43,12 @@ def test_resume_refuses_a_non_run_an_unstarted_one_a_finished_one_and_other_sett
     assert run_folder.check_resumable(str(tmp_path), cfg, scaler) == str(tmp_path)  # out_dir may differ
     with pytest.raises(settings.ConfigError, match="other settings: lr=0.0002 there, 0.001 now"):
         run_folder.check_resumable(str(tmp_path), dict(cfg, lr=0.001), scaler)
+    # a run started under another preset's defaults (own files: paper, now fast) names it
+    (tmp_path / "params.json").write_text(json.dumps(dict(cfg, out_dir="runs", preset="paper")))
+    with pytest.raises(settings.ConfigError, match=r"preset='paper' there, 'fast' now.*"
+                                                   r"it \(with --preset=paper if"):
+        run_folder.check_resumable(str(tmp_path), dict(cfg, preset="fast"), scaler)
+    (tmp_path / "params.json").write_text(json.dumps(dict(cfg, out_dir="runs")))
     # a setting the folder lacks (a run from before the option existed) ran with its default
     assert run_folder.check_resumable(str(tmp_path), dict(cfg, use_time_of_day=False), scaler)
     with pytest.raises(settings.ConfigError, match="use_time_of_day=False there, True now"):

@@ -58,6 +58,34 @@ def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
         {k: v for k, v in paper.items() if k not in preset and k != "preset"}
 
 
+@pytest.mark.parametrize("dataset", ["city.h5", "a.h5,b.h5", "city.grid"])
+def test_own_files_default_to_the_fast_preset_and_the_named_sets_keep_the_papers(dataset):
+    settings.apply_overrides([f"--dataset={dataset}"])
+    cfg = settings.resolve_config()
+    assert cfg["preset"] == "fast"
+    assert (cfg["epochs_cont"], cfg["lr_schedule"], cfg["average_last"]) == (30, "cosine", 10)
+    assert (cfg["epochs"], cfg["patience"], cfg["lr"], cfg["nb_residual_unit"]) == (500, 5, 2e-4, 4)
+    fast = cfg
+    importlib.reload(params)
+    settings.apply_overrides([f"--dataset={dataset}", "--preset=paper"])  # the old file defaults
+    cfg = settings.resolve_config()
+    assert (cfg["epochs_cont"], cfg["lr_schedule"], cfg["average_last"]) == (100, "constant", 0)
+    assert {k: v for k, v in cfg.items() if k not in params.PRESETS["fast"] and k != "preset"} \
+        == {k: v for k, v in fast.items() if k not in params.PRESETS["fast"] and k != "preset"}
+    importlib.reload(params)
+    settings.apply_overrides([f"--dataset={dataset}", "--epochs_cont=50"])  # the command line wins
+    cfg = settings.resolve_config()
+    assert (cfg["preset"], cfg["epochs_cont"], cfg["lr_schedule"], cfg["average_last"]) == \
+        ("fast", 50, "cosine", 10)
+    for name in ("bikenyc", "taxibj", "synthetic"):  # the paper's protocol, number for number
+        importlib.reload(params)
+        settings.apply_overrides([f"--dataset={name}"])
+        cfg = settings.resolve_config()
+        assert (cfg["preset"], cfg["lr_schedule"], cfg["average_last"], cfg["lr_cont"]) == \
+            ("paper", "constant", 0, 0.0)
+        assert cfg["epochs_cont"] == params.DATASET_DEFAULTS[name]["epochs_cont"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--len_closeness=0", "--len_period=0", "--len_trend=0"], "at least one branch"),
     (["--days_test=0"], "days_test must be >= 1"),
@@ -67,7 +95,7 @@ def test_a_preset_lays_its_settings_over_the_papers_and_the_command_line_wins():
     (["--mape_threshold=-1"], "mape_threshold must be >= 0"),
     (["--threads=-2"], "threads must be >= 0"),
     (["--loss=l1"], "loss must be one of mse, mae, huber"),
-    (["--preset=best"], "preset must be one of paper, improved"),
+    (["--preset=best"], "preset must be one of auto, paper, fast, improved"),
     (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
     (["--average_last=-2"], "average_last must be >= 0"),
     (["--warmup_epochs=-1"], "warmup_epochs must be >= 0"),
