@@ -110,9 +110,12 @@ def test_main_runs_on_your_own_file(tmp_path, capsys):
     run_dir = Path(main_in_process([f"--dataset={tmp_path / 'city.h5'}", "--days_test=1",
                                     "--nb_filters=4", "--nb_residual_unit=1", "--epochs=1",
                                     "--epochs_cont=1", f"--out_dir={out}"]))
-    assert "dropped 1 day(s) lacking some of their 48 slots: 20200105" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "dropped 1 day(s) lacking some of their 48 slots: 20200105" in log
+    assert "preset: fast, the default for your own files" in log
     assert list(out.iterdir()) == [run_dir] and run_dir.name.startswith("city-")
     cfg = json.loads((run_dir / "params.json").read_text())
+    assert (cfg["preset"], cfg["lr_schedule"], cfg["average_last"]) == ("fast", "cosine", 10)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert cfg["T"] == 48 and cfg["slots_per_day"] == 48
     assert metrics["n_test"] == 48 and metrics["flow_names"] == ["flow0", "flow1"]
