@@ -98,7 +98,8 @@ def check_resumable(run_dir, cfg, scaler, data_id=None):
               if k not in free and saved[k] != cfg[k]]
     if differ:
         hint = ""
-        if saved.get("preset") not in (None, cfg.get("preset")):  # e.g. own files' default preset, paper until fast
+        # e.g. a run on an own file from before its default preset became fast (it was paper)
+        if saved.get("preset") not in (None, cfg.get("preset")):
             hint = f" (with --preset={saved['preset']} if it was that preset's default then)"
         raise ConfigError(f"--resume={run_dir} was started with other settings: "
                           f"{'; '.join(differ)}. Resume with the command that started it{hint}")
