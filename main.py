@@ -157,9 +157,9 @@ def main(argv):
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision: {policy} ({why})")
     if "preset" not in settings.GIVEN:
+        laid = ", ".join(f"{k}={v}" for k, v in params.PRESETS[cfg["preset"]].items())
         print(f"preset: {cfg['preset']}, the default for " + (
-            "your own files (stage 2: 30 epochs on a cosine rate, the last 10 averaged; "
-            "--preset=paper runs the paper's protocol)" if cfg["preset"] == "fast"
+            f"your own files ({laid}; --preset=paper runs the paper's protocol)" if laid
             else "this data set (the paper's protocol)"))
 
     # model and the two training stages, for each member of the ensemble
