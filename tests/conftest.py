@@ -119,9 +119,11 @@ def tiny_run(tmp_path_factory, synthetic_dir):
 # forecasting and backend tests train on it. With the slot-of-day feature, so that forecasting
 # must rebuild it from a run's settings.
 SMALL_CITY_DAYS = 28
+# float32 whatever the CPU (an own file's preset, fast, would take bfloat16 where it is native):
+# the tests compare this run's numbers across backends and runs at float32's tolerance
 SMALL_RUN = ["--days_test=2", "--nb_filters=4", "--nb_residual_unit=1", "--epochs=3",
              "--epochs_cont=2", "--batch_size=64", "--average_last=2", "--lr_schedule=cosine",
-             "--use_time_of_day=True"]
+             "--use_time_of_day=True", "--precision=float32"]
 
 
 @pytest.fixture(scope="session")

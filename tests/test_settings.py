@@ -64,12 +64,14 @@ def test_own_files_default_to_the_fast_preset_and_the_named_sets_keep_the_papers
     cfg = settings.resolve_config()
     assert cfg["preset"] == "fast"
     assert (cfg["epochs_cont"], cfg["lr_schedule"], cfg["average_last"]) == (30, "cosine", 10)
-    assert (cfg["epochs"], cfg["patience"], cfg["lr"], cfg["nb_residual_unit"]) == (500, 5, 2e-4, 4)
+    assert (cfg["patience"], cfg["precision"]) == (15, "auto")
+    assert (cfg["epochs"], cfg["lr"], cfg["nb_residual_unit"], cfg["loss"]) == (500, 2e-4, 4, "mse")
     fast = cfg
     importlib.reload(params)
     settings.apply_overrides([f"--dataset={dataset}", "--preset=paper"])  # the old file defaults
     cfg = settings.resolve_config()
     assert (cfg["epochs_cont"], cfg["lr_schedule"], cfg["average_last"]) == (100, "constant", 0)
+    assert (cfg["patience"], cfg["precision"]) == (5, "float32")
     assert {k: v for k, v in cfg.items() if k not in params.PRESETS["fast"] and k != "preset"} \
         == {k: v for k, v in fast.items() if k not in params.PRESETS["fast"] and k != "preset"}
     importlib.reload(params)
@@ -84,6 +86,8 @@ def test_own_files_default_to_the_fast_preset_and_the_named_sets_keep_the_papers
         assert (cfg["preset"], cfg["lr_schedule"], cfg["average_last"], cfg["lr_cont"]) == \
             ("paper", "constant", 0, 0.0)
         assert cfg["epochs_cont"] == params.DATASET_DEFAULTS[name]["epochs_cont"]
+        assert (cfg["patience"], cfg["precision"]) == \
+            (params.DATASET_DEFAULTS[name]["patience"], "float32")
 
 
 @pytest.mark.parametrize("args, message", [
