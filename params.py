@@ -179,7 +179,7 @@ PRESETS = {
     # Other cities (RESULTS.md, "Other cities"): 11.5% better on Jersey City's bike trips, but 15.5%
     # worse on TaxiNYC, whose network underfits in stage 2 under it: there, use preset paper
     # (bfloat16 follows float32's curve there and the Huber loss is the squared error on 99.96%
-    # of its values, which leaves the weight decay as the suspect; RESULTS.md).
+    # of its values; the weight decay measurably slows TaxiNYC's fit: RESULTS.md).
     "improved": dict(average_last=50, precision="auto", weight_decay=0.3, loss="huber",
                      ensemble=2),
 }
