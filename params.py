@@ -156,7 +156,7 @@ PRESETS = {
     #   for stage 1 alone;
     # - stage 1's patience 15 instead of 5: on a noisy validation curve 5 stops stage 1 while it
     #   is still improving (BikeNYC 103 epochs instead of 38, tuning 4.998 against 5.133; TaxiNYC
-    #   still improving at epoch 52 where 5 stopped at 34), and costs nothing but time where it
+    #   best at epoch 109 where 5 stopped at 34), and costs nothing but time where it
     #   is not (Jersey City 0.984 against 0.975); on TaxiNYC's test set, seed 1337: 44.54 against
     #   the paper protocol's 46.73 (the first fast, patience 5 in float32: 49.64);
     # - precision="auto": bfloat16 where the hardware has it natively (half the epoch time on
@@ -178,7 +178,7 @@ PRESETS = {
     # - ensemble=2: two such models (seeds seed and seed+1) averaged: 5.673 (seeds 1 + 2 and 3 + 4
     #   alike); one model trains in about 22 min on 2 CPU cores shared with another training.
     # Other cities (RESULTS.md, "Other cities"): 11.5% better on Jersey City's bike trips, but 15.5%
-    # worse on TaxiNYC, whose network underfits in stage 2 under it: there, use preset paper
+    # worse on TaxiNYC, whose network underfits in stage 2 under it: there, keep the default fast
     # (bfloat16 follows float32's curve there and the Huber loss is the squared error on 99.96%
     # of its values; the weight decay measurably slows TaxiNYC's fit: RESULTS.md).
     "improved": dict(average_last=50, precision="auto", weight_decay=0.3, loss="huber",
