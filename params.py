@@ -156,12 +156,13 @@ PRESETS = {
     #   for stage 1 alone;
     # - stage 1's patience 15 instead of 5: on a noisy validation curve 5 stops stage 1 while it
     #   is still improving (BikeNYC 103 epochs instead of 38, tuning 4.998 against 5.133; TaxiNYC
-    #   best at epoch 109 where 5 stopped at 34), and costs nothing but time where it
-    #   is not (Jersey City 0.984 against 0.975); on TaxiNYC's test set, seed 1337: 44.54 against
-    #   the paper protocol's 46.73 (the first fast, patience 5 in float32: 49.64);
-    # - precision="auto": bfloat16 where the hardware has it natively (half the epoch time on
-    #   this project's CPU); the validation curves follow float32's epoch by epoch (BikeNYC,
-    #   TaxiNYC).
+    #   best at epoch 109 where 5 stopped at 34), and level within one seed's noise where it is
+    #   not (Jersey City tuning 0.984 against 0.975); on the test sets: TaxiNYC 44.54 against
+    #   the paper protocol's 46.73 (the first fast, patience 5 in float32: 49.64), BikeNYC 3.3%
+    #   below the paper protocol (2 seeds), but Jersey City 1-3% behind the first fast (2 seeds);
+    # - precision="auto": bfloat16 where the hardware has it natively (epochs 1.4-1.7x faster on
+    #   this project's CPU, RESULTS.md "Time per model"); the validation curves follow float32's
+    #   epoch by epoch (BikeNYC, TaxiNYC).
     "fast": dict(patience=15, precision="auto", epochs_cont=30, lr_schedule="cosine",
                  average_last=10),
     # Five changes, each measured on BikeNYC (RESULTS.md, "Beyond the paper"; paper convention;
