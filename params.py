@@ -76,6 +76,12 @@ warmup_epochs = 0.0        # >0: stage 1's rate rises linearly, step by step, fr
                            # its first n = warmup_epochs x (steps per epoch) steps (paper: 0). Early
                            # Adam steps can push the output's tanh into saturation, where every
                            # gradient is 0 and training stays at a constant prediction for good
+plateau_factor = 0.0       # >0: stage 1 does not end at its first plateau: when val_rmse has not
+                           # improved for `patience` epochs, the best weights are restored and the
+                           # rate multiplied by this (e.g. 0.5), at most plateau_cuts times; the
+                           # next plateau after the last cut ends stage 1. 0: early stopping at a
+                           # constant rate (paper)
+plateau_cuts = 2           # how many times plateau_factor may cut stage 1's rate
 lr_cont = 0.0              # stage 2's starting learning rate; 0: the same as lr (paper)
 lr_schedule = "constant"   # stage 2's rate: constant (paper) | cosine: falls from lr_cont to 0
                            # along a half cosine over the epochs_cont epochs
@@ -190,7 +196,8 @@ PRESETS = {
 # a setting that a folder lacks as this value (the paper's behaviour, which each option kept as
 # its default when it was added).
 BEFORE_IT_EXISTED = dict(use_time_of_day=False, ensemble=1, weight_decay=0.0, loss="mse",
-                         huber_delta=0.1, warmup_epochs=0.0, output_activation="tanh",
+                         huber_delta=0.1, warmup_epochs=0.0, plateau_factor=0.0,
+                         plateau_cuts=2, output_activation="tanh",
                          output_bias=False,
                          lr_cont=0.0, lr_schedule="constant", average_last=0,
                          precision="float32", jit_compile=False, distribute="none",

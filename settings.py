@@ -122,6 +122,10 @@ def check_values(cfg):
                 "ensemble"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be >= 1, got {cfg[key]}")
+    if not 0 <= cfg["plateau_factor"] < 1 or cfg["plateau_cuts"] < 0:
+        raise ConfigError(f"plateau_factor must be in [0, 1) (0: off; 0.5 halves stage 1's rate "
+                          f"at each plateau) and plateau_cuts >= 0; got {cfg['plateau_factor']} "
+                          f"and {cfg['plateau_cuts']}")
     if not cfg["mape_threshold"] >= 0:
         raise ConfigError(f"mape_threshold must be >= 0 (MAPE counts the test values above "
                           f"it), got {cfg['mape_threshold']}")

@@ -47,9 +47,21 @@ def stage2_lr(cfg, epoch):
     return lr
 
 
+def stage1_lr(cfg, cuts):
+    """Stage 1's rate after `cuts` plateau cuts (plateau_factor): lr x plateau_factor^cuts."""
+    return cfg["lr"] * cfg["plateau_factor"] ** cuts if cuts else cfg["lr"]
+
+
+def plateau_epochs_left(cfg, wait, cuts):
+    """Epochs until stage 1 ends if val_rmse never improves again: the rest of this plateau's
+    patience, and a whole patience after each cut still allowed."""
+    cuts_left = cfg["plateau_cuts"] - cuts if cfg.get("plateau_factor") else 0
+    return cfg["patience"] - wait + max(0, cuts_left) * cfg["patience"]
+
+
 def fresh_state():
     return {"stage": 1, "epoch": 0, "best_val": float("inf"), "best_epoch": 0, "wait": 0,
-            "average_count": 0, "seconds": 0.0, "spreads": [],
+            "cuts": 0, "average_count": 0, "seconds": 0.0, "spreads": [],
             "history": {"stage": [], "loss": [], "rmse": [], "val_loss": [], "val_rmse": []}}
 
 
@@ -213,16 +225,17 @@ def duration(seconds):
     return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def time_to_go(cfg, stage, epochs_done, wait, took, n_fit, n_train):
+def time_to_go(cfg, stage, epochs_done, wait, took, n_fit, n_train, cuts=0):
     """What the epoch line says of the time the run has to go, from the epochs timed so far in
     this process (took: {stage: [seconds]}). A stage-2 epoch is timed by stage 2's own epochs,
     or before them as a stage-1 epoch scaled to all n_train samples. Stage 1 ends when
-    val_rmse has not improved for `patience` epochs: its end is given as that bound. Members of
+    val_rmse has not improved for `patience` epochs (after each of the plateau cuts still
+    allowed): its end is given as that bound. Members of
     an ensemble still to train are taken to last as long as this one."""
     epoch2 = (np.mean(took[2]) if took[2] else np.mean(took[1]) * n_train / max(n_fit, 1))
     stage2 = cfg["epochs_cont"] * epoch2
     if stage == 1:
-        within = min(cfg["patience"] - wait, cfg["epochs"] - epochs_done)
+        within = min(plateau_epochs_left(cfg, wait, cuts), cfg["epochs"] - epochs_done)
         parts = [f"stage 1 ends within {within} epoch{'s' * (within > 1)} "
                  f"({duration(within * np.mean(took[1]))}) unless val_rmse improves"
                  ] if within else []
@@ -278,18 +291,23 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         ckpt.save(model, state, arrays)  # before the line: a printed epoch is a saved one
         took[stage].append(time.time() - started)
         to_go = time_to_go(cfg, stage, state["epoch"], state["wait"], took, len(fit_rows),
-                           ds.n_train)
+                           ds.n_train, state.get("cuts", 0))
         say(f"stage {stage} epoch {state['epoch']}/{limit} - {took[stage][-1]:.0f}s - "
             f"loss {loss:.5f} - rmse {rmse:.4f}{val}{note} - {to_go}")
 
     if state["stage"] == 1:
         if state["epoch"] == 0:
             print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
-                  f"at most {cfg['epochs']} epochs, patience {cfg['patience']}")
+                  f"at most {cfg['epochs']} epochs, patience {cfg['patience']}" +
+                  (f"; at a plateau the rate is cut by {cfg['plateau_factor']:g} from the best "
+                   f"weights, at most {cfg['plateau_cuts']} times" if cfg["plateau_factor"] else ""))
         probe_rows = val_rows[:: -(-len(val_rows) // 512)]  # at most 512, spread over the period
         probe_targets = ds.scaler.transform(ds.targets(probe_rows))
+        state.setdefault("cuts", 0)  # older checkpoints lack it
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
+            if cfg["plateau_factor"]:
+                model.optimizer.learning_rate = stage1_lr(cfg, state["cuts"])
             loss, rmse = fit_one_epoch(model, ds, fit_rows, cfg, 1, state["epoch"])
             val = model.evaluate(pipeline.batches(ds, val_rows, cfg["batch_size"]),
                                  verbose=0, return_dict=True)
@@ -303,10 +321,18 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
                 arrays["best"] = model.get_weights()
             else:
                 state["wait"] += 1
-            end_epoch(1, loss, rmse, val["loss"], val["rmse"], started)
+            note = ""
+            if (state["wait"] == cfg["patience"] and cfg["plateau_factor"]
+                    and state["cuts"] < cfg["plateau_cuts"]):  # a plateau: cut the rate
+                state.update(cuts=state["cuts"] + 1, wait=0)
+                model.set_weights(arrays["best"])  # the optimizer keeps its moments
+                note = (f" - plateau: back to epoch {state['best_epoch']}'s weights, rate "
+                        f"{stage1_lr(cfg, state['cuts']):.3g}")
+            end_epoch(1, loss, rmse, val["loss"], val["rmse"], started, note)
         model.set_weights(arrays.pop("best"))  # the optimizer keeps its last state, as Keras
         print(f"stage 1 ended after {state['epoch']} epochs; best validation RMSE "
-              f"{state['best_val']:.4f} at epoch {state['best_epoch']}, whose weights go on")
+              f"{state['best_val']:.4f} at epoch {state['best_epoch']}, whose weights go on" +
+              (f" (the rate was cut {state['cuts']} times)" if cfg["plateau_factor"] else ""))
         if cfg["epochs_cont"]:
             arrays["stage1_pred"] = [predict_test(model)]
         state.update(stage=2, epoch=0)

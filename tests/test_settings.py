@@ -103,6 +103,8 @@ def test_own_files_default_to_the_fast_preset_and_the_named_sets_keep_the_papers
     (["--lr_schedule=step"], "lr_schedule must be one of constant, cosine"),
     (["--average_last=-2"], "average_last must be >= 0"),
     (["--warmup_epochs=-1"], "warmup_epochs must be >= 0"),
+    (["--plateau_factor=1.0"], r"plateau_factor must be in \[0, 1\)"),
+    (["--plateau_cuts=-1"], "plateau_cuts >= 0"),
     (["--huber_delta=0"], "huber_delta must be > 0"),
     (["--output_activation=relu"], "output_activation must be one of tanh, linear"),
 ])

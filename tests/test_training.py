@@ -123,6 +123,54 @@ def test_the_loop_keeps_the_best_stage1_weights_and_averages_stage2s_last_epochs
         assert np.isnan(history["val_rmse"][4:]).all()
 
 
+@pytest.mark.parametrize("crash_at", [None, 5])
+def test_a_plateau_cuts_stage1s_rate_from_the_best_weights_then_ends_stage1(
+        tmp_path, monkeypatch, synthetic_dir, crash_at):
+    """plateau_factor=0.5, plateau_cuts=1, patience 2. Validation error |w - 0.002| + 0.1 with
+    each epoch setting every weight to a known value: epoch 2 (w = 0.001) is best, epochs 3-4
+    make a plateau, so epoch 5 starts from epoch 2's weights at half the rate, finds the best
+    (0.002), and the plateau of epochs 6-7 ends stage 1 (no cut left). A run that crashes in
+    epoch 6 and resumes goes on at the cut rate to the same end."""
+    settings.apply_overrides(["--nb_filters=2", "--nb_residual_unit=1", "--epochs=20",
+                              "--patience=2", "--plateau_factor=0.5", "--plateau_cuts=1",
+                              "--epochs_cont=0", "--verbose=0", "--len_period=0", "--len_trend=0"])
+    cfg = settings.resolve_config()
+    ds = datasets.load_dataset("synthetic", str(synthetic_dir), 3, 0, 0, 1, True, False, False,
+                               None, "", "")
+    fit_rows, val_rows = training.split_rows(ds, cfg["validation_fraction"])
+    values = [0.0, 0.001, 5.0, 6.0, 0.002, 7.0, 8.0, 9.0]
+    seen = {}  # epoch: (rate, the first weight at its start)
+
+    def fake_epoch(model, ds, rows, cfg, stage, epoch):
+        if epoch == crash_at and not seen.get("crashed"):
+            seen["crashed"] = True
+            raise KeyboardInterrupt
+        seen[epoch] = (float(np.asarray(model.optimizer.learning_rate)),
+                       float(model.get_weights()[0].flat[0]))
+        model.set_weights([np.full(w.shape, values[epoch], np.float32)
+                           for w in model.get_weights()])
+        return 0.0, 0.0
+    monkeypatch.setattr(training, "fit_one_epoch", fake_epoch)
+    monkeypatch.setattr(training, "check_constant", lambda ratios, cfg: None)  # constant weights
+
+    def run():
+        model = training.build_and_compile(cfg, ds)
+        model.evaluate = lambda data, verbose=0, return_dict=True: {
+            "loss": 0.0, "rmse": abs(float(model.get_weights()[0].flat[0]) - 0.002) + 0.1}
+        return model, training.train(model, ds, cfg, fit_rows, val_rows, str(tmp_path),
+                                     lambda m: None)
+    if crash_at:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    model, (history, _, _) = run()
+    assert history["stage"] == [1] * 7
+    np.testing.assert_allclose([seen[e][0] for e in range(7)], [2e-4] * 4 + [1e-4] * 3)
+    assert seen[4][1] == pytest.approx(0.001)  # the cut restarted from epoch 2's weights
+    np.testing.assert_allclose(model.get_weights()[0], 0.002)  # stage 1's best went on
+    cfg_off = dict(cfg, plateau_factor=0.0)  # off: the paper's rule, patience 2 ends at epoch 4
+    assert training.plateau_epochs_left(cfg_off, 0, 0) == 2
+
+
 @pytest.mark.smoke  # real training steps
 def test_warmup_ramps_stage1s_rate_step_by_step_and_is_off_by_default(synthetic_dir):
     """Over n = 1.5 epochs of 4 steps the rate of stage-1 step s is lr (s + 1) / 6, then lr;
@@ -311,6 +359,10 @@ def test_each_epoch_line_says_how_long_the_run_has_to_go():
         "to go: stage 2 1 h 47 min, then 2 more member(s) of about 1 h 49 min each")
     assert training.time_to_go(dict(cfg, epochs_cont=0), 1, 2, 5, took, 7581, 8424) == (
         "to go: the evaluation")
+    # plateau cuts still allowed add a whole patience each to the bound
+    plateau = dict(cfg, plateau_factor=0.5, plateau_cuts=2)
+    assert training.time_to_go(plateau, 1, 2, 3, took, 7581, 8424, cuts=1).startswith(
+        "to go: stage 1 ends within 7 epochs (7 min) unless val_rmse improves")
     # in stage 2, stage 2's own epochs time it
     took = {1: [60.0] * 20, 2: [70.0] * 10}
     assert training.time_to_go(cfg, 2, 10, 5, took, 7581, 8424) == "to go: 1 h 45 min"
