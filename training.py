@@ -300,7 +300,8 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
             print(f"stage 1: {len(fit_rows)} training, {len(val_rows)} validation samples, "
                   f"at most {cfg['epochs']} epochs, patience {cfg['patience']}" +
                   (f"; at a plateau the rate is cut by {cfg['plateau_factor']:g} from the best "
-                   f"weights, at most {cfg['plateau_cuts']} times" if cfg["plateau_factor"] else ""))
+                   f"weights, at most {cfg['plateau_cuts']} times"
+                   if cfg["plateau_factor"] else ""))
         probe_rows = val_rows[:: -(-len(val_rows) // 512)]  # at most 512, spread over the period
         probe_targets = ds.scaler.transform(ds.targets(probe_rows))
         state.setdefault("cuts", 0)  # older checkpoints lack it
