@@ -81,7 +81,7 @@ plateau_factor = 0.0       # >0: stage 1 does not end at its first plateau: when
                            # rate multiplied by this (e.g. 0.5), at most plateau_cuts times; the
                            # next plateau after the last cut ends stage 1. 0: early stopping at a
                            # constant rate (paper). With patience 5 and 0.5: tuning RMSE level
-                           # with fast's in a quarter less time on three cities, but worse after
+                           # with fast's in 13-25% less time on three cities, but worse after
                            # stage 1 on dense ones (RESULTS.md, "Time per model"); not in fast
 plateau_cuts = 2           # how many times plateau_factor may cut stage 1's rate
 lr_cont = 0.0              # stage 2's starting learning rate; 0: the same as lr (paper)
