@@ -49,13 +49,13 @@ def stage2_lr(cfg, epoch):
 
 def stage1_lr(cfg, cuts):
     """Stage 1's rate after `cuts` plateau cuts (plateau_factor): lr x plateau_factor^cuts."""
-    return cfg["lr"] * cfg["plateau_factor"] ** cuts if cuts else cfg["lr"]
+    return cfg["lr"] * cfg["plateau_factor"] ** cuts
 
 
 def plateau_epochs_left(cfg, wait, cuts):
     """Epochs until stage 1 ends if val_rmse never improves again: the rest of this plateau's
     patience, and a whole patience after each cut still allowed."""
-    cuts_left = cfg["plateau_cuts"] - cuts if cfg.get("plateau_factor") else 0
+    cuts_left = cfg["plateau_cuts"] - cuts if cfg["plateau_factor"] else 0
     return cfg["patience"] - wait + max(0, cuts_left) * cfg["patience"]
 
 
@@ -268,7 +268,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
     ckpt = checkpoint.Checkpoint(run_dir)
     arrays = {}  # lists of arrays kept in the checkpoint: best, average, stage1_pred
     if ckpt.exists():
-        state = ckpt.load(model)
+        state = dict(fresh_state(), **ckpt.load(model))  # older checkpoints lack newer keys
         arrays = {k: state.pop(k) for k in ("best", "average", "stage1_pred") if k in state}
         print("resuming from the checkpoint: " + (
             "both stages done" if state["stage"] == 3 else
@@ -291,7 +291,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
         ckpt.save(model, state, arrays)  # before the line: a printed epoch is a saved one
         took[stage].append(time.time() - started)
         to_go = time_to_go(cfg, stage, state["epoch"], state["wait"], took, len(fit_rows),
-                           ds.n_train, state.get("cuts", 0))
+                           ds.n_train, state["cuts"])
         say(f"stage {stage} epoch {state['epoch']}/{limit} - {took[stage][-1]:.0f}s - "
             f"loss {loss:.5f} - rmse {rmse:.4f}{val}{note} - {to_go}")
 
@@ -304,7 +304,6 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
                    if cfg["plateau_factor"] else ""))
         probe_rows = val_rows[:: -(-len(val_rows) // 512)]  # at most 512, spread over the period
         probe_targets = ds.scaler.transform(ds.targets(probe_rows))
-        state.setdefault("cuts", 0)  # older checkpoints lack it
         while state["epoch"] < cfg["epochs"] and state["wait"] < cfg["patience"]:
             started = time.time()
             if cfg["plateau_factor"]:
@@ -314,7 +313,7 @@ def train(model, ds, cfg, fit_rows, val_rows, run_dir, predict_test, data_id="")
                                  verbose=0, return_dict=True)
             check_finite(loss, val["rmse"], 1, state["epoch"] + 1, cfg)
             check_collapse(hist["val_rmse"] + [val["rmse"]], cfg)  # all of stage 1 so far
-            state.setdefault("spreads", []).append(spread_ratio(  # older checkpoints lack it
+            state["spreads"].append(spread_ratio(
                 predict_eagerly(model, ds, probe_rows), probe_targets))
             check_constant(state["spreads"], cfg)
             if val["rmse"] < state["best_val"]:  # EarlyStopping's rule with min_delta=0

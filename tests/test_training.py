@@ -347,7 +347,7 @@ def test_heavy_tailed_flows_collapse_without_the_output_bias_and_train_with_it(t
 def test_each_epoch_line_says_how_long_the_run_has_to_go():
     assert [training.duration(s) for s in (0, 45, 600, 5400, 7500)] == [
         "0 s", "45 s", "10 min", "1 h 30 min", "2 h 05 min"]
-    cfg = dict(epochs=500, epochs_cont=100, patience=5)
+    cfg = dict(epochs=500, epochs_cont=100, patience=5, plateau_factor=0.0)
     took = {1: [60.0, 56.0], 2: []}   # a stage-2 epoch: 58 s x 8424 / 7581 samples = 64.4 s
     assert training.time_to_go(cfg, 1, 2, 0, took, 7581, 8424) == (
         "to go: stage 1 ends within 5 epochs (5 min) unless val_rmse improves, then stage 2 "
